@@ -1,0 +1,3 @@
+"""AppHub: serves the ai-infra application catalog."""
+
+__version__ = "0.3.7"

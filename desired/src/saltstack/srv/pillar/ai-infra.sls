@@ -1,0 +1,3 @@
+ai_infra:
+  release: v0.3.7
+  registry: aiharbor.msxf.local/aihpc

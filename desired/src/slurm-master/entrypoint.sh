@@ -1,0 +1,6 @@
+#!/bin/sh
+# Start munge (Slurm's auth daemon) before the controller.
+set -e
+mkdir -p /run/munge
+munged --force
+exec "$@"

@@ -1,0 +1,48 @@
+"""Actual state: the daemon's images as one pure parse of ``GET /images/json``.
+
+No per-image inspect: tags, repo digests and labels all come in the one list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .refs import ImageRef, InvalidReference, parse
+
+
+@dataclass
+class ObservedImages:
+    tags: dict[ImageRef, str] = field(default_factory=dict)  # repo:tag -> image ID
+    digests: dict[ImageRef, str] = field(default_factory=dict)  # repo@digest -> image ID
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image ID -> labels
+
+    def image_id(self, ref: ImageRef) -> str | None:
+        """The local image ``ref`` resolves to; a digest reference only by its repo digest."""
+        if ref.is_digest:
+            return self.digests.get(ImageRef(ref.domain, ref.path, None, ref.digest))
+        return self.tags.get(ref)
+
+
+def observe(listing: list[dict]) -> ObservedImages:
+    """Parse the daemon's image list (``APIClient.images()``)."""
+    seen = ObservedImages()
+    for image in listing:
+        image_id = image["Id"]
+        seen.labels[image_id] = image.get("Labels") or {}
+        for text in image.get("RepoTags") or []:
+            if text != "<none>:<none>":
+                ref = _parse(text)
+                if ref:
+                    seen.tags[ref] = image_id
+        for text in image.get("RepoDigests") or []:
+            ref = _parse(text)
+            if ref and ref.digest:
+                seen.digests[ImageRef(ref.domain, ref.path, None, ref.digest)] = image_id
+    return seen
+
+
+def _parse(text: str) -> ImageRef | None:
+    try:
+        return parse(text, default_tag=False)
+    except InvalidReference:
+        return None  # the daemon knows it; we cannot want it, so it cannot matter

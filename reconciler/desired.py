@@ -1,0 +1,137 @@
+"""Desired state: what must be present on the daemon, computed purely from inputs.
+
+Two steps, both free of daemon access:
+
+1. :func:`base_images` -- every image the stack needs from outside, from the
+   Dockerfiles (for each service's target), compose files and the stack's
+   extra ``images``, normalized and deduplicated, each with where it is used.
+2. :func:`desired_state` -- for a network decision, which references must be
+   present (pulled) and which alias tags must point at which of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .compose import compose_images, interpolation_env
+from .dockerfiles import ImageUse, external_images
+from .errors import InputError, where
+from .network import NetworkDecision
+from .refs import ImageRef, InvalidReference, parse
+from .stack import Stack, locate
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: ImageRef
+    used_by: tuple[ImageUse, ...]
+
+
+def base_images(stack: Stack) -> list[BaseImage]:
+    built = {parse(s.image) for s in stack.services}
+    uses: list[ImageUse] = []
+    for service in stack.services:
+        uses += external_images(
+            service.dockerfile, service.build_args, service.target, shown_as=stack.rel(service.dockerfile)
+        )
+    cfg = stack.config.stack
+    if cfg.compose:
+        env_file = stack.root / cfg.env_file if cfg.env_file else None
+        env = interpolation_env(env_file, stack.rel(env_file) if env_file else None)
+        for name in cfg.compose:
+            path = stack.root / name
+            uses += compose_images(path, env, shown_as=stack.rel(path))
+    if cfg.images:
+        text = stack.path.read_text(encoding="utf-8")
+        line = locate(text, ["stack", "images"]) or 0
+        for text_ref in cfg.images:
+            try:
+                uses.append(ImageUse(parse(text_ref), stack.path, line))
+            except InvalidReference as exc:
+                raise InputError(str(exc), where=where(stack.rel(stack.path), line, "stack.images"), hint="fix the reference") from None
+    by_ref: dict[ImageRef, list[ImageUse]] = {}
+    for use in uses:
+        if use.ref not in built:
+            by_ref.setdefault(use.ref, []).append(use)
+    return [BaseImage(ref, tuple(sorted(set(found)))) for ref, found in sorted(by_ref.items(), key=lambda kv: kv[0].familiar)]
+
+
+@dataclass(frozen=True)
+class Presence:
+    """``ref`` must be present locally; it is pulled if it is not."""
+
+    ref: ImageRef
+    serves: tuple[ImageRef, ...]  # the base images it provides
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Tag ``alias`` must point at the image ID of ``source``."""
+
+    alias: ImageRef
+    source: ImageRef
+    base: ImageRef
+
+
+@dataclass
+class DesiredState:
+    presence: list[Presence] = field(default_factory=list)
+    aliases: list[Alias] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredState:
+    """The rules of the network section of the docs, one base image at a time."""
+    presence: dict[ImageRef, list[ImageRef]] = {}
+    aliases: dict[ImageRef, Alias] = {}
+    origin: dict[ImageRef, ImageRef] = {}  # source -> upstream it was mapped from
+    warnings: list[str] = []
+    prefix = network.alias_prefix
+
+    for base in bases:
+        ref = base.ref
+        # A Dockerfile may already use the alias (FROM localhost/redis:7): it needs the upstream image.
+        upstream = ref.relative_to(prefix) if ref.is_under(prefix) else ref
+        if upstream.is_under(network.registry):
+            source, wanted = upstream, [ref] if ref != upstream else []
+        elif network.mode == "external":
+            source, wanted = upstream, [upstream.under(prefix)]
+        else:
+            source = upstream.under(network.registry)
+            wanted = [upstream, upstream.under(prefix)]
+            if origin.setdefault(source, upstream) != upstream:
+                raise InputError(
+                    f"{origin[source]} and {upstream} both map to {source} in the internal registry",
+                    where=_first_use(base),
+                    hint="use one of them, or mirror them into different registry projects",
+                )
+        presence.setdefault(source, []).append(ref)
+        for alias in wanted:
+            if alias.is_digest or source.is_digest:
+                pinned = alias if alias.is_digest else source
+                warnings.append(
+                    f"{pinned} is pinned by digest and cannot be a tag target: alias {alias} not created "
+                    f"({_first_use(base)})"
+                )
+                continue
+            current = aliases.get(alias)
+            if current and current.source != source:
+                raise InputError(
+                    f"alias {alias} would point at both {current.source} and {source}",
+                    where=_first_use(base),
+                    hint="the two base images clash after normalization; use one of them",
+                )
+            aliases[alias] = Alias(alias=alias, source=source, base=ref)
+    return DesiredState(
+        presence=[Presence(ref, tuple(dict.fromkeys(serves))) for ref, serves in presence.items()],
+        aliases=list(aliases.values()),
+        warnings=list(dict.fromkeys(warnings)),
+    )
+
+
+def _first_use(base: BaseImage) -> str:
+    if not base.used_by:
+        return str(base.ref)
+    use = base.used_by[0]
+    return where(use.file, use.line)

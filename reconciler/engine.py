@@ -1,0 +1,120 @@
+"""The Docker daemon adapter: the only module that imports docker-py.
+
+It speaks the raw API layer (``docker.APIClient``): one ``GET /images/json``
+reads every image with its tags, digests and labels, where the object layer
+would inspect image by image.  docker's exceptions become ours here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .errors import EngineError, NotFoundError
+from .refs import ImageRef
+
+_NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull access denied", "name unknown")
+
+
+class Engine:
+    """A connection to one daemon; safe to use from several threads (one client each)."""
+
+    def __init__(self, host: str | None = None, timeout: int = 300):
+        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self._timeout = timeout
+        self._local = threading.local()
+        # version="auto" costs one GET /version; later clients reuse the answer.
+        self._version = "auto"
+        self._version = self._client().api_version
+
+    def _client(self) -> docker.APIClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                kwargs = docker.utils.kwargs_from_env() if self.host == os.environ.get("DOCKER_HOST") else {}
+                kwargs["base_url"] = self.host
+                client = docker.APIClient(version=self._version, timeout=self._timeout, **kwargs)
+            except docker.errors.DockerException as exc:
+                raise _unreachable(self.host, exc) from None
+            self._local.client = client
+        return client
+
+    def list_images(self) -> list[dict]:
+        """Every local image: one ``GET /images/json``."""
+        with self._errors("listing images"):
+            return self._client().images()
+
+    def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
+        """Pull ``ref`` and return the local image ID it now resolves to."""
+        name = ref.familiar_name
+        what = ref.digest or ref.tag or "latest"
+        with self._errors(f"pulling {ref}", ref):
+            stream: Iterator[dict] = self._client().pull(name, tag=what, stream=True, decode=True)
+            for event in stream:
+                if "error" in event:
+                    raise _pull_error(ref, event["error"])
+                if on_event:
+                    on_event(event)
+            return self._client().inspect_image(ref.familiar)["Id"]
+
+    def tag(self, image_id: str, alias: ImageRef) -> None:
+        """Point ``alias`` at ``image_id`` (moving it if it exists)."""
+        with self._errors(f"tagging {alias}", alias):
+            if not self._client().tag(image_id, alias.familiar_name, alias.tag, force=True):
+                raise EngineError(f"the daemon refused to tag {image_id} as {alias}")
+
+    def image_id(self, ref: ImageRef) -> str | None:
+        with self._errors(f"inspecting {ref}", ref):
+            try:
+                return self._client().inspect_image(ref.familiar)["Id"]
+            except docker.errors.ImageNotFound:
+                return None
+
+    def _errors(self, doing: str, ref: ImageRef | None = None):
+        return _Translate(self.host, doing, ref)
+
+
+class _Translate:
+    """Turn docker-py and requests errors into ours (a context manager)."""
+
+    def __init__(self, host: str, doing: str, ref: ImageRef | None):
+        self.host, self.doing, self.ref = host, doing, ref
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, EngineError):
+            return False
+        if isinstance(exc, docker.errors.APIError):
+            message = exc.explanation or str(exc)
+            if self.ref is not None and (exc.status_code == 404 or _looks_not_found(message)):
+                raise NotFoundError(f"{self.doing} failed: {message}") from None
+            raise EngineError(f"{self.doing} failed: {message}") from None
+        if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
+            raise _unreachable(self.host, exc) from None
+        if isinstance(exc, requests.exceptions.RequestException):
+            raise EngineError(f"{self.doing} failed: {exc}") from None
+        return False
+
+
+def _looks_not_found(message: str) -> bool:
+    return any(marker in message.lower() for marker in _NOT_FOUND_MARKERS)
+
+
+def _pull_error(ref: ImageRef, message: str) -> EngineError:
+    cls = NotFoundError if _looks_not_found(message) else EngineError
+    return cls(f"pulling {ref} failed: {message}")
+
+
+def _unreachable(host: str, exc: Exception) -> EngineError:
+    reason = str(exc).split("\n")[0]
+    return EngineError(
+        f"cannot reach the Docker daemon at {host} ({reason})",
+        hint="start it, or point DOCKER_HOST / --host at a running daemon",
+    )

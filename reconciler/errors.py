@@ -1,0 +1,47 @@
+"""One family of expected errors.
+
+Every failure a user can cause or fix (bad stack file, unreadable Dockerfile,
+unreachable daemon, failed pull) is a ``ReconcileError``.  The CLI prints it as
+one line -- what, where, what to do -- and exits 1.  Anything else escaping to
+the top is a bug in reconcile and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ReconcileError(Exception):
+    """An expected failure, printed as one line: ``where: what; hint``."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None):
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class InputError(ReconcileError):
+    """The stack file, a Dockerfile, a compose file or an option is wrong."""
+
+
+class EngineError(ReconcileError):
+    """The Docker daemon could not be reached or refused an operation."""
+
+
+class NotFoundError(EngineError):
+    """A registry answered that the image does not exist (retrying will not help)."""
+
+
+def where(path: object, line: int | None = None, key: str | None = None) -> str:
+    """Format a location as ``file:line: key`` with the parts that are known."""
+    text = str(path)
+    if line:
+        text += f":{line}"
+    if key:
+        text += f": {key}"
+    return text

@@ -1,0 +1,183 @@
+"""How results look: plans, apply progress and summaries, image lists.
+
+stdout carries results (the plan, summaries, JSON); stderr carries progress
+and warnings.  Colors only when the stream is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import TextIO
+
+from .apply import ApplyResult, Outcome
+from .desired import BaseImage
+from .network import NetworkDecision
+from .plan import Action, Plan, PullAction, TagAction, short_id
+
+_COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_black"}
+
+
+def _style(text: str, color: str | None, stream: TextIO, bold: bool = False) -> str:
+    if not color or not stream.isatty():
+        return text
+    import click
+
+    return click.style(text, fg=color, bold=bold)
+
+
+def emit(text: str = "", stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stdout)
+
+
+def emit_json(document: dict) -> None:
+    print(json.dumps(document, indent=2, sort_keys=False))
+
+
+def network_line(network: NetworkDecision) -> str:
+    text = f"Network: {network.mode} (from {network.source}); internal registry {network.registry}"
+    if network.note:
+        text += f"; {network.note}"
+    return text
+
+
+def action_line(action: Action) -> str:
+    if isinstance(action, PullAction):
+        return f"pull {action.image}"
+    if isinstance(action, TagAction):
+        if action.before:
+            want = short_id(action.after) if action.after else "known after pull"
+            return f"tag {action.image} (now {short_id(action.before)}, want {want})"
+        return f"tag {action.source} → {action.image}"
+    return action.address
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.empty:
+        return "No changes. Images are up to date."
+    counts = plan.summary()
+    parts = [f"{counts[kind]} to {kind}" for kind in counts if kind != "total"]
+    return f"Plan: {', '.join(parts)}."
+
+
+def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    emit(network_line(plan.network), out)
+    for warning in plan.warnings:
+        emit(_style(f"Warning: {warning}", "yellow", sys.stderr), sys.stderr)
+    if verbose and plan.unchanged:
+        emit("", out)
+        for line in plan.unchanged:
+            emit(_style(f"  = {line}", "bright_black", out), out)
+    if not plan.empty:
+        emit("\nreconcile will perform the following actions:\n", out)
+        for action in plan.actions:
+            emit(_style(f"  {action.symbol} {action_line(action)}", _COLORS.get(action.symbol), out), out)
+            emit(f"      {action.reason}: {action.detail}", out)
+    emit("", out)
+    emit(_style(summary_line(plan), None if plan.empty else None, out, bold=True), out)
+
+
+def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    if failed:
+        emit("", out)
+        for outcome in failed:
+            emit(_style(f"  ✗ {outcome.action.address}: {outcome.error}", "red", out), out)
+            if outcome.hint:
+                emit(f"      hint: {outcome.hint}", out)
+    s = result.summary()
+    head = "Apply complete!" if not failed else "Apply finished with errors."
+    emit(
+        f"\n{head} {s['succeeded']} succeeded, {s['failed']} failed, {s['skipped']} skipped, "
+        f"{s['unchanged']} unchanged, {s['total']} total.",
+        out,
+    )
+    if result.remaining:
+        emit(f"Verify: {len(result.remaining)} action(s) still planned after apply:", out)
+        for action in result.remaining:
+            emit(f"  {action.symbol} {action_line(action)}", out)
+    else:
+        emit("Verify: converged; a fresh read of the daemon plans no changes.", out)
+
+
+def apply_json(plan: Plan, result: ApplyResult) -> dict:
+    return {
+        "format_version": "1.0",
+        "plan": plan.to_json(),
+        "outcomes": [o.to_json() for o in result.outcomes],
+        "summary": result.summary(),
+        "verify": {"converged": not result.remaining, "remaining": [a.to_json() for a in result.remaining]},
+    }
+
+
+def render_images(bases: list[BaseImage], rel) -> None:
+    for base in bases:
+        emit(str(base.ref))
+        for use in base.used_by:
+            emit(f"    {rel(use.file)}:{use.line}")
+
+
+def images_json(bases: list[BaseImage], rel) -> dict:
+    return {
+        "images": [
+            {"ref": str(b.ref), "used_by": [{"file": rel(u.file), "line": u.line} for u in b.used_by]}
+            for b in bases
+        ]
+    }
+
+
+def render_env(network: NetworkDecision) -> None:
+    emit(f"mode:     {network.mode}")
+    emit(f"source:   {network.source}" + (f" ({network.note})" if network.note else ""))
+    emit(f"registry: {network.registry} (from {network.registry_source})")
+    emit(f"aliases:  {network.alias_prefix}/…")
+    if network.probes:
+        emit("probes:")
+        for p in network.probes:
+            emit(f"  {p.kind:8} {p.url}  {'answered' if p.answered else 'no answer'}: {p.detail}")
+    elif network.source.startswith("probe"):
+        emit("probes:   none configured")
+    else:
+        emit("probes:   not run (mode is set explicitly)")
+
+
+class ProgressReporter:
+    """Apply progress on stderr: a line when an action starts and ends, and for
+    pulls the layer count as it goes (on a terminal, at most once a second)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+        self.layers: dict[str, set[str]] = {}
+        self.last: dict[str, float] = {}
+        self.tty = self.stream.isatty()
+
+    def _say(self, text: str, color: str | None = None) -> None:
+        with self.lock:
+            print(_style(text, color, self.stream), file=self.stream, flush=True)
+
+    def started(self, action: Action) -> None:
+        if isinstance(action, PullAction):
+            self._say(f"{action.address}: pulling…")
+
+    def progress(self, action: Action, event: dict) -> None:
+        if "error" in event:
+            self._say(f"{action.address}: {event.get('status')}: {event['error']}", "yellow")
+            return
+        layer = event.get("id")
+        if layer and event.get("status") in ("Pull complete", "Already exists"):
+            self.layers.setdefault(action.address, set()).add(layer)
+            now = time.monotonic()
+            if self.tty and now - self.last.get(action.address, 0) >= 1:
+                self.last[action.address] = now
+                self._say(f"{action.address}: {len(self.layers[action.address])} layer(s) done")
+
+    def finished(self, outcome: Outcome) -> None:
+        mark = {"succeeded": "✓", "failed": "✗", "skipped": "-", "unchanged": "="}[outcome.status]
+        color = {"succeeded": "green", "failed": "red", "skipped": "yellow"}.get(outcome.status)
+        timing = f" ({outcome.seconds:.1f}s)" if outcome.seconds >= 0.05 else ""
+        self._say(f"{outcome.action.address}: {mark} {outcome.message}{timing}", color)
