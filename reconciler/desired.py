@@ -96,10 +96,10 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
         if upstream.is_under(network.registry):
             source, wanted = upstream, [ref] if ref != upstream else []
         elif network.mode == "external":
-            source, wanted = upstream, [upstream.under(prefix)]
+            source, wanted = upstream, [upstream.aliased(prefix)]
         else:
             source = upstream.under(network.registry)
-            wanted = [upstream, upstream.under(prefix)]
+            wanted = [upstream, upstream.aliased(prefix)]
             if origin.setdefault(source, upstream) != upstream:
                 raise InputError(
                     f"{origin[source]} and {upstream} both map to {source} in the internal registry",

@@ -53,7 +53,7 @@ class Engine:
         """Pull ``ref`` and return the local image ID it now resolves to."""
         name = ref.familiar_name
         what = ref.digest or ref.tag or "latest"
-        with self._errors(f"pulling {ref}", ref):
+        with self._errors("pull", ref):
             stream: Iterator[dict] = self._client().pull(name, tag=what, stream=True, decode=True)
             for event in stream:
                 if "error" in event:
@@ -94,8 +94,8 @@ class _Translate:
         if isinstance(exc, docker.errors.APIError):
             message = exc.explanation or str(exc)
             if self.ref is not None and (exc.status_code == 404 or _looks_not_found(message)):
-                raise NotFoundError(f"{self.doing} failed: {message}") from None
-            raise EngineError(f"{self.doing} failed: {message}") from None
+                raise NotFoundError(message) from None
+            raise EngineError(f"{self.doing} {self.ref or ''}: {message}".replace("  ", " ")) from None
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
             raise _unreachable(self.host, exc) from None
         if isinstance(exc, requests.exceptions.RequestException):
@@ -109,7 +109,7 @@ def _looks_not_found(message: str) -> bool:
 
 def _pull_error(ref: ImageRef, message: str) -> EngineError:
     cls = NotFoundError if _looks_not_found(message) else EngineError
-    return cls(f"pulling {ref} failed: {message}")
+    return cls(message)
 
 
 def _unreachable(host: str, exc: Exception) -> EngineError:

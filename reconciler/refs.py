@@ -99,11 +99,17 @@ class ImageRef:
         ``harbor/aihpc/argoproj/argocd:v2``."""
         return parse(f"{prefix.rstrip('/')}/{self.hub_path}{self._suffix()}")
 
+    def aliased(self, prefix: str) -> ImageRef:
+        """The alias of this reference below ``prefix``, keeping any registry host so
+        that ``quay.io/x/y`` and Docker Hub's ``x/y`` never share an alias:
+        ``localhost/redis:7``, ``localhost/quay.io/argoproj/argocd:v2``."""
+        return parse(f"{prefix.rstrip('/')}/{self.familiar}")
+
     def is_under(self, prefix: str) -> bool:
         return self.name.startswith(prefix.rstrip("/") + "/")
 
     def relative_to(self, prefix: str) -> ImageRef:
-        """Undo :meth:`under`: ``localhost/redis:7`` relative to ``localhost`` is ``redis:7``."""
+        """Undo :meth:`aliased`: ``localhost/redis:7`` relative to ``localhost`` is ``redis:7``."""
         rest = self.name[len(prefix.rstrip("/")) + 1 :]
         return parse(rest + self._suffix())
 

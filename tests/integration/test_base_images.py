@@ -1,0 +1,210 @@
+"""Base images and aliases against the real engine and registries.
+
+Every scenario follows community.docker's four steps: check mode (plan),
+real run (apply), check mode again (must be empty), real run again (must do
+nothing); and what apply did must be what plan said.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import HARBOR_PROJECT, internal_env, origin, tags
+
+APP = {
+    "api": """
+        ARG REDIS_TAG=6
+        FROM redis:${REDIS_TAG} AS cache
+        FROM osixia/openldap:stable
+        COPY --from=cache /marker /redis-marker
+    """,
+    "ops": "FROM quay.io/argoproj/argocd:v2\n",
+}
+APP_TOML = '[services.api]\nbuild_args = { REDIS_TAG = "7-alpine" }\n'
+
+
+def four_steps(cli, env, stack):
+    """plan → apply → plan → apply; returns the first plan's JSON and the first apply's JSON."""
+    first = cli("plan", "--json", "--detailed-exitcode", "-s", str(stack), env=env)
+    assert first.code == 2, first.err
+    applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
+    assert applied.code == 0, applied.out + applied.err
+    done = applied.json()
+    assert [o["address"] for o in done["outcomes"]] == [a["address"] for a in first.json()["actions"]]
+    assert {o["status"] for o in done["outcomes"]} <= {"succeeded", "unchanged"}
+    assert done["verify"] == {"converged": True, "remaining": []}
+    again = cli("plan", "--detailed-exitcode", "-s", str(stack), env=env)
+    assert again.code == 0, again.out + again.err
+    assert "No changes. Images are up to date." in again.out
+    rerun = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
+    assert rerun.code == 0 and rerun.json()["outcomes"] == []
+    return first.json(), done
+
+
+def test_internal_network_pulls_from_harbor_and_aliases_both_names(cli, daemon, make_stack):
+    stack = make_stack(APP, toml=APP_TOML)
+    harbor = f"{daemon.harbor}/{HARBOR_PROJECT}"
+    plan, _ = four_steps(cli, internal_env(daemon), stack)
+
+    assert plan["network"] == {"mode": "internal", "source": "AI_INFRA_NETWORK_ENV", "registry": harbor}
+    assert plan["summary"] == {"pull": 3, "tag": 6, "total": 9}
+    pulls = [a["image"] for a in plan["actions"] if a["kind"] == "pull"]
+    assert sorted(pulls) == sorted(
+        [f"{harbor}/redis:7-alpine", f"{harbor}/osixia/openldap:stable", f"{harbor}/argoproj/argocd:v2"]
+    )
+    now = tags(daemon)
+    for ref, copy in [
+        ("redis:7-alpine", "redis:7-alpine"),
+        ("osixia/openldap:stable", "osixia/openldap:stable"),
+        ("quay.io/argoproj/argocd:v2", "argoproj/argocd:v2"),
+    ]:
+        source = f"{harbor}/{copy}"
+        assert now[ref] == now[f"localhost/{ref}"] == now[source]
+        assert origin(daemon, ref) == "harbor"
+    # Every tag waits for the pull of its source.
+    for action in plan["actions"]:
+        if action["kind"] == "tag":
+            assert action["depends_on"] == [f"pull[{action['source']}]"]
+
+
+def test_external_network_pulls_through_the_mirror_and_adds_localhost_aliases(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\nCOPY --from=docker.io/library/nginx:stable / /\n"})
+    plan, _ = four_steps(cli, {"AI_INFRA_NETWORK_ENV": "external"}, stack)
+
+    assert plan["summary"] == {"pull": 2, "tag": 2, "total": 4}
+    now = tags(daemon)
+    assert now["localhost/redis:7-alpine"] == now["redis:7-alpine"]
+    assert now["localhost/nginx:stable"] == now["nginx:stable"]
+    assert origin(daemon, "localhost/redis:7-alpine") == "hub"
+    assert not any(t.startswith(daemon.harbor) for t in now)
+
+
+def test_a_moved_alias_is_planned_as_moved_and_put_back(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\n", "ldap": "FROM osixia/openldap:stable\n"})
+    env = internal_env(daemon)
+    assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
+    before = tags(daemon)
+    api = daemon.api()
+    api.tag(before["osixia/openldap:stable"], "localhost/redis", "7-alpine", force=True)
+    api.close()
+
+    plan = cli("plan", "--detailed-exitcode", "-s", str(stack), env=env)
+    assert plan.code == 2
+    wrong, right = before["osixia/openldap:stable"][:19], before["redis:7-alpine"][:19]
+    assert f"~ tag localhost/redis:7-alpine (now {wrong}, want {right})" in plan.out
+    assert "Plan: 0 to pull, 1 to tag." in plan.out
+    moved = cli("plan", "--json", "-s", str(stack), env=env).json()["actions"]
+    assert [(a["address"], a["reason"], a["before"]) for a in moved] == [
+        ("tag[localhost/redis:7-alpine]", "moved", before["osixia/openldap:stable"])
+    ]
+
+    assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
+    assert tags(daemon) == before
+
+
+def test_a_missing_harbor_image_fails_with_the_pull_hint_while_the_rest_converges(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\n", "gone": "FROM example/not-mirrored:1.0\n"})
+    env = internal_env(daemon)
+    harbor = f"{daemon.harbor}/{HARBOR_PROJECT}"
+    # The user already has a tag the failing pull would have moved: it must survive the failure.
+    api = daemon.api()
+    api.pull(f"{harbor}/osixia/openldap", tag="stable")
+    api.tag(f"{harbor}/osixia/openldap:stable", "example/not-mirrored", "1.0")
+    api.close()
+    kept = tags(daemon)["example/not-mirrored:1.0"]
+
+    result = cli("apply", "--auto-approve", "-s", str(stack), env=env)
+    assert result.code == 1
+    assert f"hint: the registry has no {harbor}/example/not-mirrored:1.0" in result.out
+    assert f"docker pull {harbor}/example/not-mirrored:1.0" in result.out
+    assert "3 succeeded, 1 failed, 2 skipped" in result.out
+    assert "Verify: 3 action(s) still planned after apply" in result.out
+    now = tags(daemon)
+    assert now["redis:7-alpine"] == now["localhost/redis:7-alpine"] == now[f"{harbor}/redis:7-alpine"]
+    assert now["example/not-mirrored:1.0"] == kept
+    assert "localhost/example/not-mirrored:1.0" not in now
+
+    # The partial apply left a state the next apply finishes once the image exists.
+    from tests import harness
+
+    harness.seed(daemon, {f"{harbor}/example/not-mirrored:1.0": "harbor"})
+    assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
+    assert cli("plan", "--detailed-exitcode", "-s", str(stack), env=env).code == 0
+    harness.delete_from_registry(daemon.harbor, f"{HARBOR_PROJECT}/example/not-mirrored", "1.0")
+
+
+def test_a_tag_whose_alias_already_matches_after_the_pull_is_reported_unchanged(cli, daemon, make_stack):
+    # localhost/redis exists and points at the hub copy; redis itself is missing.
+    stack = make_stack({"api": "FROM redis:7-alpine\n"})
+    env = {"AI_INFRA_NETWORK_ENV": "external"}
+    api = daemon.api()
+    api.pull("redis", tag="7-alpine")
+    api.tag("redis:7-alpine", "localhost/redis", "7-alpine")
+    api.remove_image("redis:7-alpine")
+    api.close()
+
+    plan = cli("plan", "--json", "-s", str(stack), env=env).json()
+    assert [(a["address"], a["reason"]) for a in plan["actions"]] == [
+        ("pull[redis:7-alpine]", "missing"),
+        ("tag[localhost/redis:7-alpine]", "moved"),
+    ]
+    applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env).json()
+    assert [o["status"] for o in applied["outcomes"]] == ["succeeded", "unchanged"]
+    assert applied["verify"]["converged"]
+
+
+def test_a_digest_pinned_base_is_pulled_by_digest_and_warned_about(cli, daemon, make_stack):
+    from tests import harness
+
+    digest = harness.registry_digest(daemon.hub, "library/redis", "7-alpine")
+    stack = make_stack({"api": f"FROM redis@{digest}\n"})
+    env = {"AI_INFRA_NETWORK_ENV": "external"}
+    plan = cli("plan", "--json", "-s", str(stack), env=env).json()
+    assert [a["address"] for a in plan["actions"]] == [f"pull[redis@{digest}]"]
+    assert plan["warnings"] and "pinned by digest" in plan["warnings"][0]
+    assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
+    assert cli("plan", "--detailed-exitcode", "-s", str(stack), env=env).code == 0
+
+
+def test_tag_localhost_creates_aliases_for_present_images_only(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\n", "web": "FROM nginx:stable\n"})
+    env = {"AI_INFRA_NETWORK_ENV": "external"}
+    api = daemon.api()
+    api.pull("redis", tag="7-alpine")
+    api.close()
+
+    only = cli("tag-localhost", "redis:7-alpine", "-s", str(stack), env=env)
+    assert only.code == 0, only.err
+    assert tags(daemon)["localhost/redis:7-alpine"] == tags(daemon)["redis:7-alpine"]
+
+    every = cli("tag-localhost", "-s", str(stack), env=env)
+    assert every.code == 1
+    assert "tag[localhost/nginx:stable]: nginx:stable is not present" in every.out
+    assert "hint: pull it first: reconcile apply" in every.out
+    assert "localhost/nginx:stable" not in tags(daemon)
+
+
+def test_apply_without_a_terminal_refuses_unless_auto_approved(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\n"})
+    result = cli("apply", "-s", str(stack), env={"AI_INFRA_NETWORK_ENV": "external"})
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        "error: refusing to apply without confirmation: standard input is not a terminal; "
+        "pass --auto-approve to apply non-interactively"
+    ]
+    assert tags(daemon) == {}
+
+
+def test_the_example_stack_converges_in_internal_mode(cli, daemon):
+    from pathlib import Path
+
+    from tests import seeding
+
+    example = Path(__file__).resolve().parents[2] / "desired"
+    seeding.seed_stack(daemon, str(example))
+    env = internal_env(daemon)
+    applied = cli("apply", "--auto-approve", "--json", "-s", str(example), env=env)
+    assert applied.code == 0, applied.out[-2000:] + applied.err[-2000:]
+    assert applied.json()["summary"]["failed"] == 0
+    again = cli("plan", "--detailed-exitcode", "-s", str(example), env=env)
+    assert again.code == 0 and "No changes." in again.out
