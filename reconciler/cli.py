@@ -11,7 +11,6 @@ import json
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from . import pipeline
@@ -188,14 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     except ReconcileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
-    except click.exceptions.UsageError as exc:
-        where = f" ({exc.ctx.command_path})" if exc.ctx else ""
+    except (typer.Abort, KeyboardInterrupt, EOFError):
+        print("error: interrupted; nothing more was done", file=sys.stderr)
+        code = 1
+    except typer.TyperException as exc:  # usage errors (typer vendors click's exception tree)
+        ctx = getattr(exc, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
         print(f"error: {exc.format_message()}{where}; see --help", file=sys.stderr)
-        code = 1
-    except (click.exceptions.Abort, KeyboardInterrupt, EOFError):
-        print("error: interrupted", file=sys.stderr)
-        code = 1
-    except click.exceptions.ClickException as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

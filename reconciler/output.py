@@ -23,9 +23,9 @@ _COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_bla
 def _style(text: str, color: str | None, stream: TextIO, bold: bool = False) -> str:
     if not color or not stream.isatty():
         return text
-    import click
+    import typer
 
-    return click.style(text, fg=color, bold=bold)
+    return typer.style(text, fg=color, bold=bold)
 
 
 def emit(text: str = "", stream: TextIO | None = None) -> None:
