@@ -11,7 +11,7 @@ export RECONCILE_ENGINE_ROOT := $(ENGINE_ROOT)
 APT_PACKAGES := docker.io docker-registry busybox-static
 DEMO_ENV = AI_INFRA_NETWORK_ENV=internal INTERNAL_REGISTRY=127.0.0.1:5552/aihpc RECONCILE_STACK=desired
 
-.PHONY: demo test unit engine engine-down deps system-deps clean
+.PHONY: demo test unit docs engine engine-down deps system-deps clean
 
 demo: deps engine
 	$(PY) -m tests.seeding desired
@@ -27,6 +27,9 @@ test: deps engine
 
 unit: deps
 	$(PY) -m pytest tests/unit
+
+docs: deps
+	$(PY) docs/generate.py
 
 engine: deps
 	$(PY) -m tests.harness up >/dev/null

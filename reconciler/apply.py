@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from .engine import Engine
 from .errors import EngineError, NotFoundError
 from .plan import Action, Plan, PullAction, TagAction, short_id
+
+if TYPE_CHECKING:
+    from .engine import Engine  # docker-py loads only when a daemon is used
 
 Status = Literal["succeeded", "failed", "skipped", "unchanged"]
 PULL_ATTEMPTS = 3
