@@ -88,7 +88,9 @@ def apply(
         output.render_plan(the_plan, verbose=verbose)
     if the_plan.empty:
         if json_:
-            output.emit_json(output.apply_json(the_plan, pipeline.ApplyResultEmpty()))
+            from .apply import ApplyResult
+
+            output.emit_json(output.apply_json(the_plan, ApplyResult()))
         return 0
     if not auto_approve:
         _confirm()

@@ -46,7 +46,7 @@ class Engine:
 
     def list_images(self) -> list[dict]:
         """Every local image: one ``GET /images/json``."""
-        with self._errors("listing images"):
+        with self._errors("list images"):
             return self._client().images()
 
     def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
@@ -64,16 +64,9 @@ class Engine:
 
     def tag(self, image_id: str, alias: ImageRef) -> None:
         """Point ``alias`` at ``image_id`` (moving it if it exists)."""
-        with self._errors(f"tagging {alias}", alias):
+        with self._errors("tag", alias):
             if not self._client().tag(image_id, alias.familiar_name, alias.tag, force=True):
                 raise EngineError(f"the daemon refused to tag {image_id} as {alias}")
-
-    def image_id(self, ref: ImageRef) -> str | None:
-        with self._errors(f"inspecting {ref}", ref):
-            try:
-                return self._client().inspect_image(ref.familiar)["Id"]
-            except docker.errors.ImageNotFound:
-                return None
 
     def _errors(self, doing: str, ref: ImageRef | None = None):
         return _Translate(self.host, doing, ref)
@@ -95,7 +88,8 @@ class _Translate:
             message = exc.explanation or str(exc)
             if self.ref is not None and (exc.status_code == 404 or _looks_not_found(message)):
                 raise NotFoundError(message) from None
-            raise EngineError(f"{self.doing} {self.ref or ''}: {message}".replace("  ", " ")) from None
+            target = f" {self.ref}" if self.ref is not None else ""
+            raise EngineError(f"{self.doing}{target}: {message}") from None
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
             raise _unreachable(self.host, exc) from None
         if isinstance(exc, requests.exceptions.RequestException):

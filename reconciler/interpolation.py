@@ -35,7 +35,7 @@ def substitute(text: str, variables: Mapping[str, str], *, escape: str) -> Subst
     expand to the empty string, as in both tools.
     """
     undefined: list[str] = []
-    value, end = _expand(text, 0, variables, escape, undefined, closing=None)
+    value, _ = _expand(text, 0, variables, escape, undefined, closing=None)
     return Substitution(value, undefined)
 
 

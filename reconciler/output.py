@@ -77,7 +77,7 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
             emit(_style(f"  {action.symbol} {action_line(action)}", _COLORS.get(action.symbol), out), out)
             emit(f"      {action.reason}: {action.detail}", out)
     emit("", out)
-    emit(_style(summary_line(plan), None if plan.empty else None, out, bold=True), out)
+    emit(_style(summary_line(plan), None, out, bold=True), out)
 
 
 def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:

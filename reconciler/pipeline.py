@@ -85,12 +85,6 @@ def apply(run: Run, the_plan: Plan, *, parallelism: int = 4, reporter: Reporter 
     return ApplyResult(outcomes=outcomes, remaining=plan(run).actions)
 
 
-def ApplyResultEmpty() -> ApplyResult:
-    from .apply import ApplyResult
-
-    return ApplyResult()
-
-
 def aliases_only(the_plan: Plan) -> Plan:
     """``tag-localhost``: the tags of a plan whose sources are already present."""
     # A tag that waited for a pull has no target now: apply reports it failed, with a hint.
