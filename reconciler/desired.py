@@ -96,10 +96,10 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
         if upstream.is_under(network.registry):
             source, wanted = upstream, [ref] if ref != upstream else []
         elif network.mode == "external":
-            source, wanted = upstream, [upstream.aliased(prefix)]
+            source, wanted = upstream, [_alias(upstream, prefix, base, warnings)]
         else:
             source = upstream.under(network.registry)
-            wanted = [upstream, upstream.aliased(prefix)]
+            wanted = [upstream, _alias(upstream, prefix, base, warnings)]
             if origin.setdefault(source, upstream) != upstream:
                 raise InputError(
                     f"{origin[source]} and {upstream} both map to {source} in the internal registry",
@@ -107,7 +107,7 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
                     hint="use one of them, or mirror them into different registry projects",
                 )
         presence.setdefault(source, []).append(ref)
-        for alias in wanted:
+        for alias in filter(None, wanted):
             if alias.is_digest or source.is_digest:
                 pinned = alias if alias.is_digest else source
                 warnings.append(
@@ -128,6 +128,19 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
         aliases=list(aliases.values()),
         warnings=list(dict.fromkeys(warnings)),
     )
+
+
+def _alias(upstream: ImageRef, prefix: str, base: BaseImage, warnings: list[str]) -> ImageRef | None:
+    """``prefix/upstream``, or a warning when that is no valid name: a path cannot hold
+    a registry port or capitals (``registry.example:5000/team/tool``)."""
+    try:
+        return upstream.aliased(prefix)
+    except InvalidReference:
+        warnings.append(
+            f"{upstream} cannot be aliased as {prefix}/{upstream}: its registry host is not a valid path "
+            f"component ({_first_use(base)})"
+        )
+        return None
 
 
 def _first_use(base: BaseImage) -> str:

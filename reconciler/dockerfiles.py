@@ -136,7 +136,8 @@ def external_images(
                 raise InputError(f"stage index {word} does not name an earlier stage", where=where(label, line), hint="fix the --from value")
             elif word != "scratch":
                 uses.append(ImageUse(_ref(word, label, line), path, line))
-    return sorted(set(uses), key=lambda u: u.line)
+    # Stages were walked target-first: put uses back in file order, each once.
+    return sorted(dict.fromkeys(uses), key=lambda u: u.line)
 
 
 def _ref(word: str, label: str, line: int) -> ImageRef:
@@ -146,12 +147,16 @@ def _ref(word: str, label: str, line: int) -> ImageRef:
         raise InputError(str(exc), where=where(label, line), hint="fix the image reference or the ARG it is built from") from None
 
 
-def _expand(word: str, variables: Mapping[str, str], escape: str, label: str, line: int, what: str) -> str:
+def _expand(
+    word: str, variables: Mapping[str, str], escape: str, label: str, line: int, what: str, *, strict: bool = True
+) -> str:
+    """Expand ``word``.  ``strict``: an undefined name is an error, for the words that
+    name images; elsewhere (ARG defaults) it is empty, as in BuildKit."""
     try:
         result = substitute(word, variables, escape=escape)
     except SubstitutionError as exc:
         raise InputError(f"{what}: {exc}", where=where(label, line), hint="declare the ARG or pass it in build_args") from None
-    if result.undefined:
+    if strict and result.undefined:
         names = ", ".join(sorted(set(result.undefined)))
         raise InputError(
             f"{what} {word!r} uses undefined variable {names}",
@@ -182,7 +187,7 @@ def _stages(commands, build_args: dict[str, str], escape: str, label: str) -> li
                     value = build_args[name]
                 elif default is not None:
                     scope = meta if not stages else {**meta, **stages[-1].args}
-                    value = _expand(default, scope, escape, label, cmd.start_line, f"ARG {name}")
+                    value = _expand(default, scope, escape, label, cmd.start_line, f"ARG {name}", strict=False)
                 elif not stages:
                     value = meta.get(name, "")
                 else:

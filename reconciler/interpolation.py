@@ -28,7 +28,8 @@ class Substitution:
 
 
 def substitute(text: str, variables: Mapping[str, str], *, escape: str) -> Substitution:
-    """Expand variables in ``text``.  ``escape`` is ``"\\\\"`` (BuildKit) or ``"$"`` (compose).
+    """Expand variables in ``text``.  ``escape`` is the Dockerfile's escape character
+    (``\\`` or the ``# escape=`` directive's) or ``"$"`` for compose's ``$$``.
 
     Names that are referenced but not set are collected in ``undefined`` (a
     reference with a default or alternative value does not count); they
@@ -45,7 +46,7 @@ def _expand(text, pos, variables, escape, undefined, closing):
         c = text[pos]
         if closing is not None and c == closing:
             return "".join(out), pos
-        if escape == "\\" and c == "\\" and pos + 1 < len(text):
+        if escape != "$" and c == escape and pos + 1 < len(text):
             out.append(text[pos + 1])
             pos += 2
             continue

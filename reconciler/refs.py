@@ -157,6 +157,8 @@ def parse(text: str, *, default_tag: bool = True) -> ImageRef:
             raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
     if not remainder:
         raise InvalidReference(f"invalid reference {text!r}: missing repository name")
+    if re.fullmatch(r"[a-f0-9]{64}", remainder):
+        raise InvalidReference(f"invalid reference {text!r}: cannot specify 64-byte hexadecimal strings")
     domain, path = _split_domain(remainder)
     if not DOMAIN_RE.fullmatch(domain):
         raise InvalidReference(f"invalid reference {text!r}: bad registry host {domain!r}")
