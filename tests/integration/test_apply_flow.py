@@ -1,0 +1,70 @@
+"""Apply's confirmation on a terminal and its retries, against the real engine."""
+
+from __future__ import annotations
+
+import os
+import pty
+import socket
+import subprocess
+import sys
+
+from tests.conftest import tags
+
+
+def _on_terminal(engine, stack, answer: str, cache) -> tuple[int, str]:
+    """Run `reconcile apply` with a pseudo-terminal as stdin/stdout and type ``answer``."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("AI_INFRA_NETWORK_ENV", "INTERNAL_REGISTRY")}
+    env.update(DOCKER_HOST=engine.docker_host, AI_INFRA_NETWORK_ENV="external", RECONCILE_CACHE_DIR=str(cache))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "apply", "-s", str(stack)],
+        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+    while b"Enter a value:" not in seen:
+        chunk = os.read(master, 4096)
+        assert chunk, seen
+        seen += chunk
+    os.write(master, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.wait(timeout=120), seen.decode(errors="replace")
+
+
+def test_on_a_terminal_apply_asks_and_only_yes_applies(daemon, make_stack, tmp_path):
+    stack = make_stack({"api": "FROM redis:7-alpine\n"})
+    code, screen = _on_terminal(daemon, stack, "no", tmp_path / "cache")
+    assert code == 1 and "apply cancelled" in screen
+    assert tags(daemon) == {}
+
+    code, screen = _on_terminal(daemon, stack, "yes", tmp_path / "cache")
+    assert code == 0, screen
+    assert "Apply complete! 2 succeeded" in screen
+    assert tags(daemon)["localhost/redis:7-alpine"] == tags(daemon)["redis:7-alpine"]
+
+
+def test_an_unreachable_registry_is_tried_three_times_then_reported(cli, daemon, make_stack):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    stack = make_stack({"api": "FROM redis:7-alpine\n"})
+    env = {"AI_INFRA_NETWORK_ENV": "internal", "INTERNAL_REGISTRY": f"{dead}/aihpc"}
+
+    result = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
+    assert result.code == 1
+    pull = result.json()["outcomes"][0]
+    assert pull["status"] == "failed"
+    assert pull["message"] == f"pull {dead}/aihpc/redis:7-alpine failed (after 3 attempts)"
+    assert "connection refused" in pull["error"]
+    assert result.err.count("attempt 1 failed, retrying") == 1
+    assert result.err.count("attempt 2 failed, retrying") == 1
+    assert tags(daemon) == {}
