@@ -84,8 +84,9 @@ def apply(
 
     run = _prepare(stack, network, registry, host)
     the_plan = pipeline.plan(run)
-    if not json_:
-        output.render_plan(the_plan, verbose=verbose)
+    if not json_ or not auto_approve:
+        # With --json the plan goes to stderr, so stdout stays one JSON document.
+        output.render_plan(the_plan, verbose=verbose, stream=sys.stderr if json_ else None)
     if the_plan.empty:
         if json_:
             from .apply import ApplyResult
@@ -177,8 +178,9 @@ def _confirm() -> None:
             "refusing to apply without confirmation: standard input is not a terminal",
             hint="pass --auto-approve to apply non-interactively",
         )
-    print("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n")
-    answer = input("  Enter a value: ").strip()
+    print("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n", file=sys.stderr)
+    print("  Enter a value: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip()
     if answer != "yes":
         raise InputError("apply cancelled", hint="nothing was changed")
 

@@ -26,14 +26,17 @@ def read_env_file(path: Path, shown_as: str) -> dict[str, str]:
 
     if not path.is_file():
         raise InputError(f"env file {path} not found", where=shown_as, hint="create it or remove stack.env_file")
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        return {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read env file: {exc}", where=shown_as, hint="check the file") from None
 
 
 def compose_images(path: Path, env: Mapping[str, str], *, shown_as: str) -> list[ImageUse]:
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read compose file: {exc.strerror}", where=shown_as, hint="fix stack.compose") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read compose file: {exc}", where=shown_as, hint="fix stack.compose") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(
@@ -49,7 +52,7 @@ def compose_images(path: Path, env: Mapping[str, str], *, shown_as: str) -> list
     uses = []
     for key, service in services.value:
         image = _child(service, "image")
-        if image is None or _child(service, "build") is not None:
+        if image is None or _child(service, "build") is not None or image.tag == "tag:yaml.org,2002:null":
             continue
         line = image.start_mark.line + 1
         if not isinstance(image, yaml.ScalarNode):

@@ -106,6 +106,8 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
                     where=_first_use(base),
                     hint="use one of them, or mirror them into different registry projects",
                 )
+        if ref != upstream and ref not in wanted:
+            wanted.append(ref)  # the exact name the Dockerfile uses (localhost/library/redis:7)
         presence.setdefault(source, []).append(ref)
         for alias in filter(None, wanted):
             if alias.is_digest or source.is_digest:

@@ -29,6 +29,7 @@ from .errors import InputError, where
 from .interpolation import SubstitutionError, substitute
 from .refs import ImageRef, InvalidReference, parse
 
+_INDEX = re.compile(r"[0-9]+")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*(.*?)\s*$")
 
@@ -103,7 +104,7 @@ def external_images(
 
     def stage_of(word: str, before: int) -> _Stage | None:
         # Docker documents FROM and --from as naming an *earlier* stage.
-        if word.isdigit():
+        if _INDEX.fullmatch(word):
             found = stages[int(word)] if int(word) < len(stages) else None
         else:
             found = next((s for s in reversed(stages[:before]) if s.name == word.lower()), None)
@@ -132,7 +133,7 @@ def external_images(
             internal = stage_of(word, stage.index)
             if internal is not None:
                 todo.append(internal)
-            elif word.isdigit():
+            elif _INDEX.fullmatch(word):
                 raise InputError(f"stage index {word} does not name an earlier stage", where=where(label, line), hint="fix the --from value")
             elif word != "scratch":
                 uses.append(ImageUse(_ref(word, label, line), path, line))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 
 from .errors import EngineError, NotFoundError
 from .refs import ImageRef
@@ -92,7 +93,8 @@ class _Translate:
             raise EngineError(f"{self.doing}{target}: {message}") from None
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
             raise _unreachable(self.host, exc) from None
-        if isinstance(exc, requests.exceptions.RequestException):
+        if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.StreamParseError)):
+            # A stream cut mid-pull (daemon restart, read timeout): worth another attempt.
             raise EngineError(f"{self.doing} failed: {exc}") from None
         return False
 

@@ -9,6 +9,7 @@ five minutes, keyed by the probe set, so repeated runs do not pay timeouts.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import time
@@ -116,9 +117,9 @@ def _probe_cached(external: list[str], internal: list[str], timeout: float, use_
     if use_cache:
         try:
             data = json.loads(path.read_text())
-            if time.time() - data["at"] < CACHE_TTL:
+            if time.time() - data["at"] < CACHE_TTL and data["mode"] in ("internal", "external"):
                 return data["mode"], [ProbeResult(**p) for p in data["probes"]], True
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):  # pydantic's ValidationError is a ValueError
             pass
     probes = run_probes([(u, "external") for u in external] + [(u, "internal") for u in internal], timeout)
     if any(p.answered for p in probes if p.kind == "external"):
@@ -150,6 +151,6 @@ def _probe(url: str, kind: str, timeout: float) -> ProbeResult:
             return ProbeResult(url=url, kind=kind, answered=True, detail=f"HTTP {resp.status}")
     except urllib.error.HTTPError as exc:
         return ProbeResult(url=url, kind=kind, answered=True, detail=f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return ProbeResult(url=url, kind=kind, answered=False, detail=str(reason) or type(reason).__name__)

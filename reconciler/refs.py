@@ -30,7 +30,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 
 PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 DOMAIN_RE = re.compile(_DOMAIN)
-TAG_RE = re.compile(_TAG)
+TAG_RE = re.compile(_TAG, re.ASCII)
 DIGEST_RE = re.compile(_DIGEST)
 NAME_TOTAL_LENGTH_MAX = 255
 
@@ -178,7 +178,8 @@ def parse_prefix(text: str) -> str:
     ``localhost`` and return it without a trailing slash."""
     prefix = text.strip().rstrip("/")
     try:
-        parse(f"{prefix}/x")
+        probe = parse(f"{prefix}/x")
     except InvalidReference:
         raise InvalidReference(f"invalid registry prefix {text!r}: expected HOST[:PORT][/PATH]") from None
-    return prefix
+    # Canonical form, so prefix comparisons see what parse() sees: index.docker.io/p → docker.io/p.
+    return probe.name[: -len("/x")]

@@ -131,7 +131,10 @@ def find_stack_file(path: str | os.PathLike | None) -> Path:
 
 def load(path: str | os.PathLike | None = None) -> Stack:
     stack_path = find_stack_file(path)
-    text = stack_path.read_text(encoding="utf-8")
+    try:
+        text = stack_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the stack file: {exc}", where=str(stack_path), hint="check the file") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -201,9 +204,25 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
     root = stack_path.parent
     found: dict[str, tuple[Path, str]] = {}
     if config.stack.services:
-        for match in sorted(root.glob(config.stack.services)):
-            if match.is_file():
-                found[match.parent.name] = (match.parent, match.name)
+        try:
+            matches = sorted(root.glob(config.stack.services))
+        except (NotImplementedError, ValueError) as exc:
+            raise InputError(
+                f"stack.services {config.stack.services!r} is not a usable glob: {exc}",
+                where=where(stack_path, locate(text, ["stack", "services"])),
+                hint="give a glob relative to the stack folder, e.g. src/*/Dockerfile",
+            ) from None
+        for match in matches:
+            if not match.is_file():
+                continue
+            if match.parent.name in found:
+                raise InputError(
+                    f"two Dockerfiles make the same service {match.parent.name!r}: "
+                    f"{found[match.parent.name][0] / found[match.parent.name][1]} and {match}",
+                    where=where(stack_path, locate(text, ["stack", "services"])),
+                    hint="narrow the glob or rename a folder",
+                )
+            found[match.parent.name] = (match.parent, match.name)
         if not found and not config.services:
             raise InputError(
                 f"stack.services {config.stack.services!r} matches no Dockerfile",
