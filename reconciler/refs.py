@@ -89,10 +89,6 @@ class ImageRef:
     def is_digest(self) -> bool:
         return self.digest is not None
 
-    def with_name(self, name: str) -> ImageRef:
-        """The same tag and digest under another repository name."""
-        return parse(name + self._suffix())
-
     def under(self, prefix: str) -> ImageRef:
         """This reference moved below ``prefix`` (a registry host with an optional
         path): ``under("harbor/aihpc")`` of ``quay.io/argoproj/argocd:v2`` is

@@ -155,7 +155,7 @@ def load(path: str | os.PathLike | None = None) -> Stack:
 def _validation_error(exc: ValidationError, path: Path, text: str) -> InputError:
     err = exc.errors()[0]
     loc = [str(part) for part in err["loc"]]
-    key = _dotted(loc)
+    key = ".".join(loc)
     if err["type"] == "extra_forbidden":
         what, hint = f"unknown key {key!r}", "remove it or fix its spelling (see `reconcile schema`)"
     elif err["type"] == "missing":
@@ -167,10 +167,6 @@ def _validation_error(exc: ValidationError, path: Path, text: str) -> InputError
     if more:
         hint += f" ({more} more problem{'s' if more > 1 else ''} after this one)"
     return InputError(what, where=where(path, locate(text, loc)), hint=hint)
-
-
-def _dotted(loc: list[str]) -> str:
-    return ".".join(loc)
 
 
 def locate(text: str, loc: list[str]) -> int | None:

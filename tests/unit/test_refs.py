@@ -184,11 +184,6 @@ def test_is_under_matches_whole_path_components(text, prefix, expected):
     assert parse(text).is_under(prefix) is expected
 
 
-def test_with_name_keeps_tag_and_digest():
-    ref = parse(f"redis:7@{DIGEST}")
-    assert ref.with_name("harbor.test/x/redis") == parse(f"harbor.test/x/redis:7@{DIGEST}")
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
