@@ -1,13 +1,19 @@
-"""Actual state: the daemon's images as one pure parse of ``GET /images/json``.
+"""Actual state: the daemon's images as one pure parse of ``GET /images/json``,
+and the current content of the files the stack writes.
 
 No per-image inspect: tags, repo digests and labels all come in the one list.
 """
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .errors import InputError
 from .refs import ImageRef, InvalidReference, parse
+
+ObservedFiles = dict[Path, tuple[bytes | None, int | None]]  # path -> (content, mode); None: absent
 
 
 @dataclass
@@ -46,3 +52,16 @@ def _parse(text: str) -> ImageRef | None:
         return parse(text, default_tag=False)
     except InvalidReference:
         return None  # the daemon knows it; we cannot want it, so it cannot matter
+
+
+def observe_files(paths: list[Path]) -> ObservedFiles:
+    """What each destination holds now."""
+    seen: ObservedFiles = {}
+    for path in paths:
+        try:
+            seen[path] = (path.read_bytes(), stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            seen[path] = (None, None)
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc}", hint="check permissions") from None
+    return seen

@@ -11,14 +11,17 @@ the job.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .errors import EngineError, NotFoundError
-from .plan import Action, Plan, PullAction, TagAction, short_id
+from . import builds, files
+from .context import HashCache, context_record, pack
+from .errors import BuildError, EngineError, NotFoundError, ReconcileError
+from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction, short_id
 
 if TYPE_CHECKING:
     from .engine import Engine  # docker-py loads only when a daemon is used
@@ -36,6 +39,7 @@ class Outcome:
     error: str | None = None
     hint: str | None = None
     seconds: float = 0.0
+    log: list[str] = field(default_factory=list)  # a failed build's last output lines
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +52,7 @@ class Outcome:
             "error": self.error,
             "hint": self.hint,
             "seconds": round(self.seconds, 3),
+            **({"log": self.log} if self.log else {}),
         }
 
 
@@ -56,15 +61,17 @@ class ApplyResult:
     outcomes: list[Outcome] = field(default_factory=list)
     remaining: list[Action] = field(default_factory=list)  # what the verifying plan still wants
 
-    def count(self, status: Status) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
+    def count(self, status: Status, kind: str | None = None) -> int:
+        return sum(1 for o in self.outcomes if o.status == status and (kind is None or o.action.kind == kind))
 
     @property
     def ok(self) -> bool:
         return self.count("failed") == 0 and not self.remaining
 
     def summary(self) -> dict[str, int]:
+        done = {"pull": "pulled", "tag": "tagged", "build": "built", "write": "written"}
         return {
+            **{word: self.count("succeeded", kind) for kind, word in done.items()},
             "succeeded": self.count("succeeded"),
             "unchanged": self.count("unchanged"),
             "failed": self.count("failed"),
@@ -98,37 +105,48 @@ def apply(
     reporter: Reporter | None = None,
     retry_delay: float = 1.0,
 ) -> list[Outcome]:
+    """Run the plan's actions as their dependencies allow: up to ``parallelism``
+    at once; an action whose dependency failed or was skipped is skipped."""
     report = reporter or SilentReporter()
+    actions = {a.address: a for a in plan.actions}
     outcomes: dict[str, Outcome] = {}
+    waiting = dict(actions)
 
-    def done(outcome: Outcome) -> None:
-        outcomes[outcome.action.address] = outcome
-        report.finished(outcome)
+    def run(action: Action) -> Outcome:
+        if isinstance(action, PullAction):
+            return _pull(engine, action, report, retry_delay)
+        if isinstance(action, TagAction):
+            pulled = [outcomes[d].after for d in action.depends_on if d in outcomes]
+            return _tag(engine, action, pulled[0] if pulled else action.after, report)
+        if isinstance(action, WriteAction):
+            return _write(action, report)
+        if isinstance(action, BuildAction):
+            return _build(engine, action, report)
+        raise TypeError(f"no way to apply {action.address}")
 
-    pulls = [a for a in plan.actions if isinstance(a, PullAction)]
-    tags = [a for a in plan.actions if isinstance(a, TagAction)]
-    waiting: dict[str, list[TagAction]] = {}
-    for tag in tags:
-        if tag.depends_on:
-            waiting.setdefault(tag.depends_on[0], []).append(tag)
-        else:
-            done(_tag(engine, tag, tag.after, report))
-
-    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="pull") as pool:
-        running: dict[Future, PullAction] = {
-            pool.submit(_pull, engine, action, report, retry_delay): action for action in pulls
-        }
-        while running:
+    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="apply") as pool:
+        running: dict[Future, Action] = {}
+        while waiting or running:
+            for address, action in list(waiting.items()):
+                deps = [d for d in action.depends_on if d in actions]
+                if any(d not in outcomes for d in deps):
+                    continue
+                del waiting[address]
+                broken = [d for d in deps if outcomes[d].status in ("failed", "skipped")]
+                if broken:
+                    outcome = Outcome(action, "skipped", f"skipped: {broken[0]} {outcomes[broken[0]].status}")
+                    outcomes[address] = outcome
+                    report.finished(outcome)
+                else:
+                    running[pool.submit(run, action)] = action
+            if not running:
+                continue
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 action = running.pop(future)
                 outcome = future.result()
-                done(outcome)
-                for tag in waiting.pop(action.address, []):
-                    if outcome.status == "succeeded":
-                        done(_tag(engine, tag, outcome.after, report))
-                    else:
-                        done(Outcome(tag, "skipped", f"skipped: {action.address} failed"))
+                outcomes[action.address] = outcome
+                report.finished(outcome)
     return [outcomes[a.address] for a in plan.actions]
 
 
@@ -181,3 +199,67 @@ def _tag(engine: Engine, action: TagAction, target: str | None, report: Reporter
         return Outcome(action, "failed", f"tag {action.image} failed", error=str(exc))
     verb = "moved" if action.before else "created"
     return Outcome(action, "succeeded", f"{verb} {action.source} → {action.image} ({short_id(target)})", after=target)
+
+
+def _write(action: WriteAction, report: Reporter) -> Outcome:
+    report.started(action)
+    try:
+        files.write(action.spec)
+    except (OSError, ReconcileError) as exc:
+        return Outcome(action, "failed", f"write {action.spec.rel} failed", error=str(exc))
+    verb = "created" if action.reason == "missing" else "updated"
+    return Outcome(action, "succeeded", f"{verb} {action.spec.rel} ({action.spec.mode:04o})")
+
+
+def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
+    """Build one service.  The inputs are read again now, after the pulls,
+    tags, writes and builds it waited for; a ``base-changed`` build whose
+    inputs turn out unchanged is skipped as a no-op."""
+    from .actual import observe
+
+    report.started(action)
+    start = time.monotonic()
+    spec = action.spec
+    try:
+        observed = observe(engine.list_images())
+        resolved = resolve_now(action, observed)
+        if action.reason == "base-changed":
+            label = observed.labels.get(action.before or "", {}).get(builds.LABEL_INPUTS)
+            inputs = builds.record(replace(spec, files=context_record(spec.context, spec.dockerfile, HashCache())), resolved)
+            if builds.digest(inputs) == label:
+                return Outcome(action, "unchanged", f"{spec.image}: inputs unchanged after its bases were updated; not rebuilt", after=action.before)
+        packed = pack(spec.context, spec.dockerfile)
+        inputs = builds.record(replace(spec, files=packed.record), resolved)
+        inputs_hash = builds.digest(inputs)
+        with packed.file:
+            image_id = engine.build(
+                packed.file,
+                dockerfile=packed.dockerfile,
+                tag=spec.image,
+                labels={
+                    builds.LABEL_INPUTS: inputs_hash,
+                    builds.LABEL_PARTS: json.dumps(builds.parts(inputs), sort_keys=True),
+                    builds.LABEL_STACK: spec.stack,
+                    builds.LABEL_SERVICE: spec.service,
+                },
+                build_args=spec.build_args,
+                target=spec.target,
+                nocache=action.nocache,
+                network=spec.network,
+                on_event=lambda event: report.progress(action, event),
+            )
+    except BuildError as exc:
+        return Outcome(action, "failed", f"build {spec.service} failed", error=str(exc), log=exc.log, seconds=time.monotonic() - start)
+    except ReconcileError as exc:
+        return Outcome(action, "failed", f"build {spec.service} failed", error=str(exc), seconds=time.monotonic() - start)
+    builds.RecordStore().put(inputs_hash, inputs)
+    return Outcome(action, "succeeded", f"built {spec.image} as {short_id(image_id)}", after=image_id, seconds=time.monotonic() - start)
+
+
+def resolve_now(action: BuildAction, observed) -> dict[str, str | None]:
+    """What the build's bases resolve to on the daemon now; a sibling's image: its inputs label."""
+    resolved: dict[str, str | None] = {key: observed.image_id(ref) for key, ref in action.lookups.items()}
+    for image in action.spec.needs.values():
+        image_id = observed.image_id(image)
+        resolved[image.familiar] = observed.labels.get(image_id, {}).get(builds.LABEL_INPUTS) if image_id else None
+    return resolved

@@ -38,10 +38,22 @@ RegistryOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also show what needs no change, and why.")]
+TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Tag of the service images [default: stack.tag].")]
+TargetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--target", help="Only this service's build and what it depends on (repeatable); the plan is partial."),
+]
+ReplaceOpt = Annotated[
+    Optional[list[str]], typer.Option("--replace", help="Rebuild this service whatever its inputs, without cache (repeatable).")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service whatever its inputs, without cache.")]
 
 
-def _prepare(stack, network, registry, host, images=None) -> pipeline.Run:
-    return pipeline.prepare(stack, network=network, registry=registry, host=host, images=images)
+def _prepare(stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False) -> pipeline.Run:
+    return pipeline.prepare(
+        stack, network=network, registry=registry, host=host, images=images,
+        tag=tag, targets=target, replace=replace, force=force,
+    )
 
 
 @app.command()
@@ -52,14 +64,18 @@ def plan(
     registry: RegistryOpt = None,
     json_: JsonOpt = False,
     verbose: VerboseOpt = False,
+    tag: TagOpt = None,
+    target: TargetOpt = None,
+    replace: ReplaceOpt = None,
+    force: ForceOpt = False,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 when converged, 2 when there are changes, 1 on error.")
     ] = False,
 ) -> int:
-    """Show what apply would do: the pulls and tags that bring the daemon to the desired state."""
+    """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
     from . import output
 
-    run = _prepare(stack, network, registry, host)
+    run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
     the_plan = pipeline.plan(run)
     if json_:
         output.emit_json(the_plan.to_json())
@@ -76,13 +92,17 @@ def apply(
     registry: RegistryOpt = None,
     json_: JsonOpt = False,
     verbose: VerboseOpt = False,
+    tag: TagOpt = None,
+    target: TargetOpt = None,
+    replace: ReplaceOpt = None,
+    force: ForceOpt = False,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls at once.")] = 4,
+    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls and builds at once.")] = 4,
 ) -> int:
-    """Plan, ask, then pull and tag; finally read the daemon again and check nothing is left to do."""
+    """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
     from . import output
 
-    run = _prepare(stack, network, registry, host)
+    run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
     the_plan = pipeline.plan(run)
     if not json_ or not auto_approve:
         # With --json the plan goes to stderr, so stdout stays one JSON document.

@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .builds import BuildSpec
 from .compose import compose_images, interpolation_env
 from .dockerfiles import ImageUse, external_images
 from .errors import InputError, where
+from .files import FileSpec
 from .network import NetworkDecision
 from .refs import ImageRef, InvalidReference, parse
 from .stack import Stack, locate
@@ -28,13 +30,19 @@ class BaseImage:
     used_by: tuple[ImageUse, ...]
 
 
-def base_images(stack: Stack) -> list[BaseImage]:
+def service_uses(stack: Stack) -> dict[str, list[ImageUse]]:
+    """Service name -> the images its build (for its target) uses from outside its Dockerfile."""
+    return {
+        s.name: external_images(s.dockerfile, s.build_args, s.target, shown_as=stack.rel(s.dockerfile))
+        for s in stack.services
+    }
+
+
+def base_images(stack: Stack, uses_by_service: dict[str, list[ImageUse]] | None = None) -> list[BaseImage]:
     built = {parse(s.image) for s in stack.services}
     uses: list[ImageUse] = []
-    for service in stack.services:
-        uses += external_images(
-            service.dockerfile, service.build_args, service.target, shown_as=stack.rel(service.dockerfile)
-        )
+    for found in (uses_by_service or service_uses(stack)).values():
+        uses += found
     cfg = stack.config.stack
     if cfg.compose:
         env_file = stack.root / cfg.env_file if cfg.env_file else None
@@ -79,6 +87,8 @@ class DesiredState:
     presence: list[Presence] = field(default_factory=list)
     aliases: list[Alias] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    files: list[FileSpec] = field(default_factory=list)  # rendered templates and copies
+    builds: list[BuildSpec] = field(default_factory=list)  # in dependency order
 
 
 def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredState:

@@ -7,17 +7,23 @@ would inspect image by image.  docker's exceptions become ours here.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import IO
 
 import docker
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from .errors import EngineError, NotFoundError
+from . import buildkit
+from .errors import BuildError, EngineError, NotFoundError
 from .refs import ImageRef
+
+BUILD_LOG_LINES = 15  # the output shown when a build fails
 
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull access denied", "name unknown")
 
@@ -68,6 +74,67 @@ class Engine:
         with self._errors("tag", alias):
             if not self._client().tag(image_id, alias.familiar_name, alias.tag, force=True):
                 raise EngineError(f"the daemon refused to tag {image_id} as {alias}")
+
+    def build(
+        self,
+        context: IO[bytes],
+        *,
+        dockerfile: str,
+        tag: ImageRef,
+        labels: dict[str, str],
+        build_args: dict[str, str],
+        target: str | None = None,
+        nocache: bool = False,
+        network: str | None = None,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> str:
+        """Build with BuildKit and tag the result; return its image ID.
+
+        docker-py's ``build()`` cannot ask for BuildKit (no ``version`` parameter)
+        and the classic builder refuses ``RUN --mount``, so this posts docker-py's
+        own request with ``version=2``.  ``pull=0``: bases were reconciled first,
+        and a build must never reach a registry on its own.
+        """
+        params = {
+            "t": tag.familiar,
+            "dockerfile": dockerfile,
+            "version": "2",
+            "pull": "0",
+            "rm": "1",
+            "nocache": "1" if nocache else "0",
+            "labels": json.dumps(labels),
+            "buildargs": json.dumps(build_args),
+        }
+        if target:
+            params["target"] = target
+        if network:
+            params["networkmode"] = network
+        tail: deque[str] = deque(maxlen=BUILD_LOG_LINES)
+        announced: set[str] = set()
+        image_id = None
+        with self._errors("build", tag):
+            api = self._client()
+            response = api._post(  # noqa: SLF001 -- see the docstring
+                api._url("/build"), params=params, data=context,
+                headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
+            )
+            api._raise_for_status(response)  # noqa: SLF001
+            for event in api._stream_helper(response, decode=True):  # noqa: SLF001
+                if event.get("id") == "moby.buildkit.trace":
+                    status = buildkit.decode(event.get("aux", ""))
+                    for _, data in status.logs:
+                        tail.extend(data.decode("utf-8", "replace").splitlines())
+                    for step in status.steps:
+                        if on_event and step.started and step.digest not in announced and not step.name.startswith("[internal]"):
+                            announced.add(step.digest)
+                            on_event({"step": step.name, "cached": step.cached})
+                elif event.get("id") == "moby.image.id":
+                    image_id = event["aux"]["ID"]
+                elif "error" in event:
+                    raise BuildError(event["error"].strip(), list(tail))
+        if image_id is None:
+            raise BuildError("the daemon finished the build without an image ID", list(tail))
+        return image_id
 
     def _errors(self, doing: str, ref: ImageRef | None = None):
         return _Translate(self.host, doing, ref)

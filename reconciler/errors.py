@@ -37,6 +37,14 @@ class NotFoundError(EngineError):
     """A registry answered that the image does not exist (retrying will not help)."""
 
 
+class BuildError(EngineError):
+    """A build failed; ``log`` holds its last output lines."""
+
+    def __init__(self, what: str, log: list[str]):
+        super().__init__(what)
+        self.log = log
+
+
 def where(path: object, line: int | None = None, key: str | None = None) -> str:
     """Format a location as ``file:line: key`` with the parts that are known."""
     text = str(path)

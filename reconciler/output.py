@@ -15,7 +15,7 @@ from typing import TextIO
 from .apply import ApplyResult, Outcome
 from .desired import BaseImage
 from .network import NetworkDecision
-from .plan import Action, Plan, PullAction, TagAction, short_id
+from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction, short_id
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_black"}
 
@@ -51,15 +51,27 @@ def action_line(action: Action) -> str:
             want = short_id(action.after) if action.after else "known after pull"
             return f"tag {action.image} (now {short_id(action.before)}, want {want})"
         return f"tag {action.source} → {action.image}"
+    if isinstance(action, WriteAction):
+        return f"write {action.spec.rel} ({action.spec.mode:04o}, from {action.spec.kind} {action.spec.src.name})"
+    if isinstance(action, BuildAction):
+        return f"build {action.spec.service} → {action.spec.image}" + (" (no cache)" if action.nocache else "")
     return action.address
 
 
 def summary_line(plan: Plan) -> str:
+    scope = f" for --target {', '.join(plan.targets)}" if plan.targets else ""
     if plan.empty:
-        return "No changes. Images are up to date."
+        return f"No changes{scope}. Images and files are up to date."
     counts = plan.summary()
-    parts = [f"{counts[kind]} to {kind}" for kind in counts if kind != "total"]
-    return f"Plan: {', '.join(parts)}."
+    parts = [f"{counts[kind]} to {kind}" for kind in counts if kind != "total" and counts[kind]]
+    return f"Plan{scope}: {', '.join(parts)}."
+
+
+def _diff_lines(diff: str, stream: TextIO):
+    colors = {"+": "green", "-": "red", "@": "cyan"}
+    for line in diff.rstrip("\n").splitlines():
+        color = None if line.startswith(("+++", "---")) else colors.get(line[:1])
+        yield _style(f"      {line}", color, stream)
 
 
 def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = None) -> None:
@@ -76,6 +88,14 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
         for action in plan.actions:
             emit(_style(f"  {action.symbol} {action_line(action)}", _COLORS.get(action.symbol), out), out)
             emit(f"      {action.reason}: {action.detail}", out)
+            if isinstance(action, WriteAction) and action.diff:
+                for line in _diff_lines(action.diff, out):
+                    emit(line, out)
+    if plan.targets:
+        emit(
+            _style(f"\nNote: this plan is partial (--target {', '.join(plan.targets)}): other changes may be pending.", "yellow", out),
+            out,
+        )
     emit("", out)
     emit(_style(summary_line(plan), None, out, bold=True), out)
 
@@ -89,11 +109,15 @@ def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
             emit(_style(f"  ✗ {outcome.action.address}: {outcome.error}", "red", out), out)
             if outcome.hint:
                 emit(f"      hint: {outcome.hint}", out)
+            if outcome.log:
+                emit("      last output:", out)
+                for line in outcome.log:
+                    emit(f"      | {line}", out)
     s = result.summary()
     head = "Apply complete!" if not failed else "Apply finished with errors."
     emit(
-        f"\n{head} {s['succeeded']} succeeded, {s['failed']} failed, {s['skipped']} skipped, "
-        f"{s['unchanged']} unchanged, {s['total']} total.",
+        f"\n{head} {s['pulled']} pulled, {s['tagged']} tagged, {s['written']} written, {s['built']} built, "
+        f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total.",
         out,
     )
     if result.remaining:
@@ -163,8 +187,13 @@ class ProgressReporter:
     def started(self, action: Action) -> None:
         if isinstance(action, PullAction):
             self._say(f"{action.address}: pulling…")
+        elif isinstance(action, BuildAction):
+            self._say(f"{action.address}: building {action.spec.image}…")
 
     def progress(self, action: Action, event: dict) -> None:
+        if "step" in event:  # a BuildKit step started
+            self._say(f"{action.address}: {event['step']}" + (" (cached)" if event.get("cached") else ""))
+            return
         if "error" in event:
             self._say(f"{action.address}: {event.get('status')}: {event['error']}", "yellow")
             return

@@ -9,16 +9,20 @@ This is the importable library the CLI is a thin shell over::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import hashlib
+
+from . import builds as builds_mod
 from . import desired as desired_mod
+from . import files as files_mod
 from . import stack as stack_mod
-from .actual import observe
+from .actual import observe, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide
-from .plan import Plan, TagAction
+from .plan import Plan, TagAction, narrow
 from .plan import plan as diff
 from .refs import InvalidReference, parse
 
@@ -36,6 +40,9 @@ class Run:
     network: NetworkDecision
     desired: DesiredState
     host: str | None = None
+    targets: list[str] = field(default_factory=list)  # --target services: a partial plan
+    replace: frozenset[str] = frozenset()  # --replace services
+    force: bool = False  # --force: rebuild every service
     _engine: Engine | None = None
 
     @property
@@ -54,10 +61,24 @@ def prepare(
     registry: str | None = None,
     host: str | None = None,
     images: list[str] | None = None,
+    tag: str | None = None,
+    targets: list[str] | None = None,
+    replace: list[str] | None = None,
+    force: bool = False,
 ) -> Run:
     """Load the stack and compute the desired state.  ``images`` replaces the
-    stack's base images by the given references (``tag-localhost IMAGE...``)."""
-    loaded = stack_mod.load(stack)
+    stack's base images by the given references and leaves out builds and
+    files (``tag-localhost IMAGE...``)."""
+    loaded = stack_mod.load(stack, tag=tag)
+    names = {s.name for s in loaded.services}
+    for option, given in (("--target", targets or []), ("--replace", replace or [])):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise InputError(
+                f"{option} {', '.join(unknown)}: no such service", where="command line",
+                hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
+            )
+    decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
     if images:
         bases = []
         for text in images:
@@ -65,15 +86,28 @@ def prepare(
                 bases.append(BaseImage(parse(text), ()))
             except InvalidReference as exc:
                 raise InputError(str(exc), where="command line", hint="give image references like redis:7-alpine") from None
-    else:
-        bases = desired_mod.base_images(loaded)
-    decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
-    return Run(loaded, bases, decision, desired_mod.desired_state(bases, decision), host)
+        return Run(loaded, bases, decision, desired_mod.desired_state(bases, decision), host)
+    uses = desired_mod.service_uses(loaded)
+    bases = desired_mod.base_images(loaded, uses)
+    state = desired_mod.desired_state(bases, decision)
+    state.files = files_mod.desired_files(loaded, decision)
+    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in state.files}
+    state.builds = builds_mod.build_specs(loaded, uses, overlay)
+    return Run(loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force)
 
 
 def plan(run: Run) -> Plan:
-    """Read the daemon once and diff it against the desired state."""
-    return diff(run.desired, observe(run.engine.list_images()), run.network)
+    """Read the daemon once (and the files the stack writes), diff against the desired state."""
+    the_plan = diff(
+        run.desired,
+        observe(run.engine.list_images()),
+        run.network,
+        observe_files([f.dest for f in run.desired.files]),
+        replace=run.replace,
+        force=run.force,
+        previous=builds_mod.RecordStore().get,
+    )
+    return narrow(the_plan, run.targets) if run.targets else the_plan
 
 
 def apply(run: Run, the_plan: Plan, *, parallelism: int = 4, reporter: Reporter | None = None) -> ApplyResult:

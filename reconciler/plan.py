@@ -1,8 +1,9 @@
 """Plan: the pure difference between desired and actual state.
 
-A plan is a typed, ordered list of actions (pulls first, then the tags that
-may depend on them), each with a machine reason and a sentence for people.
-Everything that needs no action is kept too, with why, for ``plan -v``.
+A plan is a typed, ordered list of actions -- pulls, the tags that may depend
+on them, file writes, then builds in dependency order -- each with a machine
+reason and a sentence for people.  Everything that needs no action is kept
+too, with why, for ``plan -v``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .actual import ObservedImages
+from collections.abc import Callable
+
+from . import builds as b
+from .actual import ObservedFiles, ObservedImages
+from .builds import BuildSpec
 from .desired import DesiredState
+from .files import FileSpec, unified_diff
 from .network import NetworkDecision
 from .refs import ImageRef
 
@@ -67,18 +73,55 @@ class TagAction(Action):
 
 
 @dataclass
+class WriteAction(Action):
+    kind: ClassVar[str] = "write"
+    spec: FileSpec = None  # type: ignore[assignment]
+    diff: str = ""
+
+    @property
+    def symbol(self) -> str:  # type: ignore[override]
+        return "~" if self.reason != "missing" else "+"
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "path": self.spec.rel, "mode": f"{self.spec.mode:04o}", "diff": self.diff}
+
+
+@dataclass
+class BuildAction(Action):
+    kind: ClassVar[str] = "build"
+    spec: BuildSpec = None  # type: ignore[assignment]
+    inputs_hash: str | None = None  # None: decided after the pulls it depends on
+    nocache: bool = False
+    lookups: dict[str, ImageRef] = field(default_factory=dict)  # base in the record -> the local image it reads
+
+    @property
+    def symbol(self) -> str:  # type: ignore[override]
+        return "~" if self.before else "+"
+
+    def to_json(self) -> dict:
+        return {
+            **super().to_json(),
+            "service": self.spec.service,
+            "image": self.spec.image.familiar,
+            "inputs_hash": self.inputs_hash,
+            "nocache": self.nocache,
+        }
+
+
+@dataclass
 class Plan:
     network: NetworkDecision
     actions: list[Action] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)  # --target: the plan is partial
 
     @property
     def empty(self) -> bool:
         return not self.actions
 
     def summary(self) -> dict[str, int]:
-        counts = {"pull": 0, "tag": 0}
+        counts = {"pull": 0, "tag": 0, "write": 0, "build": 0}
         for action in self.actions:
             counts[action.kind] = counts.get(action.kind, 0) + 1
         return {**counts, "total": len(self.actions)}
@@ -93,6 +136,8 @@ class Plan:
             },
             "actions": [a.to_json() for a in self.actions],
             "warnings": self.warnings,
+            "partial": bool(self.targets),
+            "targets": self.targets,
             "summary": self.summary(),
         }
 
@@ -105,7 +150,26 @@ def tag_address(ref: ImageRef) -> str:
     return f"tag[{ref.familiar}]"
 
 
-def plan(desired: DesiredState, observed: ObservedImages, network: NetworkDecision) -> Plan:
+def write_address(spec: FileSpec) -> str:
+    return f"write[{spec.rel}]"
+
+
+def build_address(service: str) -> str:
+    return f"build[{service}]"
+
+
+def plan(
+    desired: DesiredState,
+    observed: ObservedImages,
+    network: NetworkDecision,
+    files: ObservedFiles | None = None,
+    *,
+    replace: frozenset[str] = frozenset(),
+    force: bool = False,
+    previous: Callable[[str], dict | None] = lambda inputs_hash: None,
+) -> Plan:
+    """``replace`` / ``force`` rebuild those services (all) whatever their hash;
+    ``previous`` finds an old inputs record by hash, to name changed files."""
     result = Plan(network=network, warnings=list(desired.warnings))
     pulled: set[ImageRef] = set()
     for need in desired.presence:
@@ -155,4 +219,119 @@ def plan(desired: DesiredState, observed: ObservedImages, network: NetworkDecisi
                 after=want,
             )
         )
+    _plan_writes(desired.files, files or {}, result)
+    _plan_builds(desired, observed, result, replace, force, previous)
     return result
+
+
+def _plan_writes(specs: list[FileSpec], files: ObservedFiles, result: Plan) -> None:
+    for spec in specs:
+        content, mode = files.get(spec.dest, (None, None))
+        if content is None:
+            reason, detail = "missing", f"not present; {len(spec.content)} bytes from {spec.kind} {spec.src.name}"
+        elif content != spec.content:
+            reason, detail = "content-changed", f"content differs from {spec.kind} {spec.src.name}"
+        elif mode != spec.mode:
+            reason, detail = "mode-changed", f"mode is {mode:04o}, want {spec.mode:04o}"
+        else:
+            result.unchanged.append(f"{spec.rel} is up to date ({spec.mode:04o})")
+            continue
+        result.actions.append(
+            WriteAction(
+                address=write_address(spec), reason=reason, detail=detail,
+                spec=spec, diff=unified_diff(spec, content) if content != spec.content else "",
+            )
+        )
+
+
+def resolve_bases(
+    spec: BuildSpec, desired: DesiredState, image_id: Callable[[ImageRef], str | None], hashes: dict[str, str | None]
+) -> dict[str, str | None]:
+    """What each image the build uses will resolve to: a base's image ID once
+    aliases are in place (None if a pull decides it), a sibling's inputs hash."""
+    source_of = {a.alias: a.source for a in desired.aliases}
+    resolved: dict[str, str | None] = {}
+    for ref in spec.bases:
+        resolved[ref.familiar] = image_id(source_of.get(ref, ref))
+    for name, image in spec.needs.items():
+        resolved[image.familiar] = hashes.get(name)  # a sibling's image: its inputs hash
+    return resolved
+
+
+def _plan_builds(desired, observed, result, replace, force, previous) -> None:
+    by_address = {a.address for a in result.actions}
+    pulled = {a.image for a in result.actions if isinstance(a, PullAction)}
+    source_of = {a.alias: a.source for a in desired.aliases}
+    hashes: dict[str, str | None] = {}  # service -> inputs hash (None: known after the pulls)
+    for spec in desired.builds:
+        resolved = resolve_bases(spec, desired, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
+        inputs = b.record(spec, resolved)
+        inputs_hash = b.digest(inputs) if None not in resolved.values() else None
+        hashes[spec.service] = inputs_hash
+        upstream = [
+            a for ref in spec.bases for a in (pull_address(source_of.get(ref, ref)), tag_address(ref)) if a in by_address
+        ] + [build_address(n) for n in spec.needs if build_address(n) in by_address]
+        writes = [a.address for a in result.actions if isinstance(a, WriteAction) and a.spec.dest.is_relative_to(spec.context)]
+        current = observed.image_id(spec.image)
+        labels = observed.labels.get(current, {}) if current else {}
+        label = labels.get(b.LABEL_INPUTS)
+        forced = force or spec.service in replace
+        if current is None:
+            reason, detail = "missing", f"{spec.image} is not present"
+        elif forced:
+            reason, detail = ("force" if force else "replace-requested"), "rebuild requested, without the build cache"
+        elif label is None:
+            reason, detail = "unlabeled", f"{spec.image} has no {b.LABEL_INPUTS} label: not built by reconcile"
+        elif label == inputs_hash:
+            result.unchanged.append(f"{spec.image} is up to date (inputs {label[7:19]})")
+            continue
+        else:
+            reason, detail = _why_rebuild(label, labels.get(b.LABEL_PARTS), inputs, upstream, previous)
+        hashes[spec.service] = inputs_hash if reason != "base-changed" else None
+        result.actions.append(
+            BuildAction(
+                address=build_address(spec.service), reason=reason, detail=detail,
+                before=current, depends_on=upstream + writes, spec=spec, inputs_hash=inputs_hash, nocache=forced,
+                lookups={ref.familiar: source_of.get(ref, ref) for ref in spec.bases},
+            )
+        )
+        by_address.add(build_address(spec.service))
+
+
+def _why_rebuild(label: str, parts_label: str | None, inputs: dict, upstream: list[str], previous) -> tuple[str, str]:
+    """Why an image whose label differs must be rebuilt.  ``base-changed``
+    means only what a base resolves to differs, and an upstream pull, tag or
+    build decides that: apply decides again after it."""
+    import json
+
+    try:
+        old_parts = json.loads(parts_label or "")
+    except ValueError:
+        return "inputs-changed", "inputs hash differs (no per-part record on the image)"
+    changed = b.changed_parts(old_parts, inputs)
+    if changed in (["bases"], []) and upstream:
+        unknown = [k for k, v in inputs["bases"].items() if v is None]
+        if unknown:
+            return "base-changed", f"decided after {', '.join(upstream)}: rebuilt only if {', '.join(unknown)} changes"
+        return "base-changed", b.describe_changes(["bases"], previous(label), inputs) + f" (by {', '.join(upstream)})"
+    return "inputs-changed", b.describe_changes(changed, previous(label), inputs) or "inputs hash differs"
+
+
+def narrow(the_plan: Plan, services: list[str]) -> Plan:
+    """terraform's ``-target``: the builds of ``services`` and what they depend on, nothing else."""
+    actions = {a.address: a for a in the_plan.actions}
+    keep: set[str] = set()
+    todo = [build_address(s) for s in services]
+    while todo:
+        address = todo.pop()
+        if address in keep or address not in actions:
+            continue
+        keep.add(address)
+        todo += actions[address].depends_on
+    return Plan(
+        network=the_plan.network,
+        actions=[a for a in the_plan.actions if a.address in keep],
+        unchanged=the_plan.unchanged,
+        warnings=the_plan.warnings,
+        targets=list(services),
+    )

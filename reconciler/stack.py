@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,6 +19,7 @@ from .errors import InputError, where
 from .refs import InvalidReference, parse, parse_prefix
 
 STACK_FILE = "stack.toml"
+STACK_TAG_ARG = "STACK_TAG"  # the build arg every service build receives: the tag being built
 DEFAULT_EXTERNAL_PROBES = ["https://registry-1.docker.io/v2/"]
 _SERVICE_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
@@ -37,6 +38,9 @@ class StackSection(_Strict):
     compose: list[str] = Field(default_factory=list, description="Compose files whose `image:` entries are base images.")
     env_file: str | None = Field(None, description="Env file for compose interpolation.")
     images: list[str] = Field(default_factory=list, description="Extra base images.")
+    build_network: str | None = Field(
+        None, description="Network of RUN steps (`none`, `host`, or a network name) [default: the daemon's]."
+    )
 
 
 class NetworkSection(_Strict):
@@ -78,6 +82,24 @@ class ServiceSection(_Strict):
     image: str | None = Field(None, description="Image name instead of image_prefix + service name.")
 
 
+class _FileEntry(_Strict):
+    src: str = Field(description="Relative to the stack folder.")
+    dest: str = Field(description="Relative to the stack folder; must stay inside it.")
+    mode: str | None = Field(
+        None, pattern=r"^0?[0-7]{3,4}$", description="Octal file mode [default: the destination's, else the source's]."
+    )
+
+
+class TemplateSection(_FileEntry):
+    """A jinja2 template rendered to a file (sandboxed, undefined names are errors)."""
+
+    vars: dict[str, Any] = Field(default_factory=dict, description="Available to the template as `vars`.")
+
+
+class FileSection(_FileEntry):
+    """A file copied as is."""
+
+
 class StackFile(_Strict):
     """The whole ``stack.toml``."""
 
@@ -85,6 +107,8 @@ class StackFile(_Strict):
     stack: StackSection
     network: NetworkSection = NetworkSection()
     services: dict[str, ServiceSection] = Field(default_factory=dict)
+    templates: list[TemplateSection] = Field(default_factory=list)
+    files: list[FileSection] = Field(default_factory=list)
 
 
 class Service(BaseModel):
@@ -129,7 +153,13 @@ def find_stack_file(path: str | os.PathLike | None) -> Path:
     return chosen.resolve()
 
 
-def load(path: str | os.PathLike | None = None) -> Stack:
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def load(path: str | os.PathLike | None = None, *, tag: str | None = None) -> Stack:
+    """Read and validate the stack file; ``tag`` (``--tag``) replaces ``stack.tag``."""
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise InputError(f"tag {tag!r} is not a valid image tag", where="--tag", hint="use letters, digits, _ . - (up to 128)")
     stack_path = find_stack_file(path)
     try:
         text = stack_path.read_text(encoding="utf-8")
@@ -148,6 +178,8 @@ def load(path: str | os.PathLike | None = None) -> Stack:
         config = StackFile.model_validate(raw)
     except ValidationError as exc:
         raise _validation_error(exc, stack_path, text) from None
+    if tag is not None:
+        config = config.model_copy(update={"stack": config.stack.model_copy(update={"tag": tag})})
     root = stack_path.parent
     return Stack(path=stack_path, root=root, config=config, services=_resolve_services(config, stack_path, text))
 
@@ -270,7 +302,8 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
                 context=context,
                 dockerfile=dockerfile,
                 target=explicit.target,
-                build_args=explicit.build_args,
+                # STACK_TAG lets a Dockerfile name a sibling service's image (FROM ai-infra-base:${STACK_TAG}).
+                build_args={STACK_TAG_ARG: config.stack.tag, **explicit.build_args},
                 image=image_ref.familiar,
             )
         )

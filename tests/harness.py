@@ -544,6 +544,15 @@ def _base_rootfs_members() -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for d, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
             tf.addfile(info(d, tarfile.DIRTYPE, mode))
+        # Accounts so Dockerfiles can switch users (USER 0, USER 999, ...) as on real images.
+        for name, text in (
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nargocd:x:999:999::/home/argocd:/bin/sh\n"
+             "git:x:1000:1000::/var/lib/gitea:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"),
+            ("etc/group", "root:x:0:\nargocd:x:999:\ngit:x:1000:\nnogroup:x:65534:\n"),
+        ):
+            ti = info(name, tarfile.REGTYPE, 0o644)
+            ti.size = len(text)
+            tf.addfile(ti, io.BytesIO(text.encode()))
         ti = info("bin/busybox", tarfile.REGTYPE, 0o755)
         ti.size = len(busybox)
         tf.addfile(ti, io.BytesIO(busybox))

@@ -47,7 +47,7 @@ def test_on_a_terminal_apply_asks_and_only_yes_applies(daemon, make_stack, tmp_p
 
     code, screen = _on_terminal(daemon, stack, "yes", tmp_path / "cache")
     assert code == 0, screen
-    assert "Apply complete! 2 succeeded" in screen
+    assert "Apply complete! 1 pulled, 1 tagged, 0 written, 1 built" in screen
     assert tags(daemon)["localhost/redis:7-alpine"] == tags(daemon)["redis:7-alpine"]
 
 

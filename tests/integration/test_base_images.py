@@ -35,7 +35,7 @@ def four_steps(cli, env, stack):
     assert done["verify"] == {"converged": True, "remaining": []}
     again = cli("plan", "--detailed-exitcode", "-s", str(stack), env=env)
     assert again.code == 0, again.out + again.err
-    assert "No changes. Images are up to date." in again.out
+    assert "No changes. Images and files are up to date." in again.out
     rerun = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
     assert rerun.code == 0 and rerun.json()["outcomes"] == []
     return first.json(), done
@@ -47,7 +47,7 @@ def test_internal_network_pulls_from_harbor_and_aliases_both_names(cli, daemon, 
     plan, _ = four_steps(cli, internal_env(daemon), stack)
 
     assert plan["network"] == {"mode": "internal", "source": "AI_INFRA_NETWORK_ENV", "registry": harbor}
-    assert plan["summary"] == {"pull": 3, "tag": 6, "total": 9}
+    assert plan["summary"] == {"pull": 3, "tag": 6, "write": 0, "build": 2, "total": 11}
     pulls = [a["image"] for a in plan["actions"] if a["kind"] == "pull"]
     assert sorted(pulls) == sorted(
         [f"{harbor}/redis:7-alpine", f"{harbor}/osixia/openldap:stable", f"{harbor}/argoproj/argocd:v2"]
@@ -71,7 +71,7 @@ def test_external_network_pulls_through_the_mirror_and_adds_localhost_aliases(cl
     stack = make_stack({"api": "FROM redis:7-alpine\nCOPY --from=docker.io/library/nginx:stable / /\n"})
     plan, _ = four_steps(cli, {"AI_INFRA_NETWORK_ENV": "external"}, stack)
 
-    assert plan["summary"] == {"pull": 2, "tag": 2, "total": 4}
+    assert plan["summary"] == {"pull": 2, "tag": 2, "write": 0, "build": 1, "total": 5}
     now = tags(daemon)
     assert now["localhost/redis:7-alpine"] == now["redis:7-alpine"]
     assert now["localhost/nginx:stable"] == now["nginx:stable"]
@@ -92,7 +92,7 @@ def test_a_moved_alias_is_planned_as_moved_and_put_back(cli, daemon, make_stack)
     assert plan.code == 2
     wrong, right = before["osixia/openldap:stable"][:19], before["redis:7-alpine"][:19]
     assert f"~ tag localhost/redis:7-alpine (now {wrong}, want {right})" in plan.out
-    assert "Plan: 0 to pull, 1 to tag." in plan.out
+    assert "Plan: 1 to tag." in plan.out
     moved = cli("plan", "--json", "-s", str(stack), env=env).json()["actions"]
     assert [(a["address"], a["reason"], a["before"]) for a in moved] == [
         ("tag[localhost/redis:7-alpine]", "moved", before["osixia/openldap:stable"])
@@ -117,8 +117,10 @@ def test_a_missing_harbor_image_fails_with_the_pull_hint_while_the_rest_converge
     assert result.code == 1
     assert f"hint: the registry has no {harbor}/example/not-mirrored:1.0" in result.out
     assert f"docker pull {harbor}/example/not-mirrored:1.0" in result.out
-    assert "3 succeeded, 1 failed, 2 skipped" in result.out
-    assert "Verify: 3 action(s) still planned after apply" in result.out
+    # api's pull, tags and build succeed; gone's two tags and its build wait for the failed pull.
+    assert "1 pulled, 2 tagged, 0 written, 1 built, 1 failed, 3 skipped" in result.out
+    assert "skipped: pull[" in result.err
+    assert "Verify: 4 action(s) still planned after apply" in result.out
     now = tags(daemon)
     assert now["redis:7-alpine"] == now["localhost/redis:7-alpine"] == now[f"{harbor}/redis:7-alpine"]
     assert now["example/not-mirrored:1.0"] == kept
@@ -147,9 +149,10 @@ def test_a_tag_whose_alias_already_matches_after_the_pull_is_reported_unchanged(
     assert [(a["address"], a["reason"]) for a in plan["actions"]] == [
         ("pull[redis:7-alpine]", "missing"),
         ("tag[localhost/redis:7-alpine]", "moved"),
+        ("build[api]", "missing"),
     ]
     applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env).json()
-    assert [o["status"] for o in applied["outcomes"]] == ["succeeded", "unchanged"]
+    assert [o["status"] for o in applied["outcomes"]] == ["succeeded", "unchanged", "succeeded"]
     assert applied["verify"]["converged"]
 
 
@@ -160,7 +163,7 @@ def test_a_digest_pinned_base_is_pulled_by_digest_and_warned_about(cli, daemon, 
     stack = make_stack({"api": f"FROM redis@{digest}\n"})
     env = {"AI_INFRA_NETWORK_ENV": "external"}
     plan = cli("plan", "--json", "-s", str(stack), env=env).json()
-    assert [a["address"] for a in plan["actions"]] == [f"pull[redis@{digest}]"]
+    assert [a["address"] for a in plan["actions"]] == [f"pull[redis@{digest}]", "build[api]"]
     assert plan["warnings"] and "pinned by digest" in plan["warnings"][0]
     assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
     assert cli("plan", "--detailed-exitcode", "-s", str(stack), env=env).code == 0

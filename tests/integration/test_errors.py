@@ -109,4 +109,4 @@ def test_help_and_schema_work_without_a_daemon(cli, tmp_path):
     assert cli("--help", env=env).code == 0
     schema = cli("schema", env=env)
     assert schema.code == 0
-    assert set(schema.json()["properties"]) == {"stack", "network", "services"}
+    assert set(schema.json()["properties"]) == {"stack", "network", "services", "templates", "files"}

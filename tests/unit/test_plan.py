@@ -93,15 +93,15 @@ def test_plan_carries_desired_warnings():
 
 
 def test_plan_summary_counts_kinds():
-    assert _plan("internal", ["redis:7", "nginx:1"], []).summary() == {"pull": 2, "tag": 4, "total": 6}
-    assert _plan("internal", [], []).summary() == {"pull": 0, "tag": 0, "total": 0}
+    assert _plan("internal", ["redis:7", "nginx:1"], []).summary() == {"pull": 2, "tag": 4, "write": 0, "build": 0, "total": 6}
+    assert _plan("internal", [], []).summary() == {"pull": 0, "tag": 0, "write": 0, "build": 0, "total": 0}
 
 
 def test_plan_to_json_is_versioned_and_complete():
     data = _plan("external", ["redis:7"], []).to_json()
     assert data["format_version"] == "1.0"
     assert data["network"] == {"mode": "external", "source": "test", "registry": "harbor.test/aihpc"}
-    assert data["summary"] == {"pull": 1, "tag": 1, "total": 2}
+    assert data["summary"] == {"pull": 1, "tag": 1, "write": 0, "build": 0, "total": 2}
     pull, tag = data["actions"]
     assert pull == {
         "address": "pull[redis:7]",

@@ -94,11 +94,11 @@ def test_load_discovers_services_by_glob_and_merges_explicit_settings(tmp_path):
     assert api.context == (tmp_path / "src/api").resolve()
     assert api.dockerfile == (tmp_path / "src/api/Dockerfile").resolve()
     assert api.target == "runtime"
-    assert api.build_args == {"GO_VERSION": "1.25"}
+    assert api.build_args == {"STACK_TAG": "v1", "GO_VERSION": "1.25"}  # STACK_TAG: the tag being built
     assert api.image == "ai-infra-api:v1"
 
     web = by_name["web"]
-    assert (web.target, web.build_args, web.image) == (None, {}, "ai-infra-web:v1")
+    assert (web.target, web.build_args, web.image) == (None, {"STACK_TAG": "v1"}, "ai-infra-web:v1")
 
     docs = by_name["docs"]
     assert docs.context == (tmp_path / "documentation").resolve()
@@ -311,4 +311,4 @@ def test_locate_finds_key_lines(text, loc, line):
 
 def test_stack_file_schema_is_available():
     schema = StackFile.model_json_schema()
-    assert set(schema["properties"]) == {"stack", "network", "services"}
+    assert set(schema["properties"]) == {"stack", "network", "services", "templates", "files"}

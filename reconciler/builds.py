@@ -1,0 +1,179 @@
+"""Service builds, desired side: what each service's image must be built from.
+
+A build's *inputs record* holds everything that decides its result: the
+Dockerfile bytes, the target, the build args, every context file the daemon
+receives (mode and content hash) and what each base image resolves to (an
+image ID, or a sibling service's inputs hash).  Its sha256 is the *inputs
+hash*, stored on the image as a label; the plan rebuilds when they differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .context import Entry, HashCache, context_record
+from .dockerfiles import ImageUse
+from .errors import InputError, where
+from .refs import ImageRef, parse
+from .stack import Stack
+
+LABEL_INPUTS = "io.reconcile.inputs"
+LABEL_PARTS = "io.reconcile.inputs.parts"  # per-part hashes: name what changed without the old record
+LABEL_STACK = "io.reconcile.stack"
+LABEL_SERVICE = "io.reconcile.service"
+
+
+@dataclass
+class BuildSpec:
+    service: str
+    image: ImageRef
+    context: Path
+    dockerfile: Path
+    target: str | None
+    build_args: dict[str, str]
+    bases: tuple[ImageRef, ...]  # external images its Dockerfile uses, as written
+    needs: dict[str, ImageRef]  # sibling services whose image it builds FROM, by name
+    dockerfile_sha: str
+    files: dict[str, Entry]  # the context record
+    stack: str = ""  # the stack's name, labelled on the image
+    network: str | None = None  # stack.build_network
+
+
+def build_specs(
+    stack: Stack, uses: dict[str, list[ImageUse]], overlay: dict[Path, Entry], cache: HashCache | None = None
+) -> list[BuildSpec]:
+    """One spec per service, in dependency order (a service after the services it builds FROM)."""
+    cache = cache or HashCache()
+    by_image = {parse(s.image): s.name for s in stack.services}
+    specs: dict[str, BuildSpec] = {}
+    for service in stack.services:
+        bases, needs = [], {}
+        for use in uses[service.name]:
+            if use.ref in by_image:
+                if by_image[use.ref] == service.name:
+                    raise InputError(
+                        f"service {service.name!r} builds FROM its own image {use.ref}",
+                        where=where(stack.rel(use.file), use.line), hint="use another base image",
+                    )
+                needs[by_image[use.ref]] = use.ref
+            else:
+                bases.append(use.ref)
+        try:
+            dockerfile_sha = hashlib.sha256(service.dockerfile.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(f"cannot read Dockerfile: {exc}", where=stack.rel(service.dockerfile), hint="check the file") from None
+        specs[service.name] = BuildSpec(
+            service=service.name,
+            image=parse(service.image),
+            context=service.context,
+            dockerfile=service.dockerfile,
+            target=service.target,
+            build_args=dict(service.build_args),
+            bases=tuple(dict.fromkeys(bases)),
+            needs=needs,
+            dockerfile_sha=dockerfile_sha,
+            files=context_record(service.context, service.dockerfile, cache, overlay),
+            stack=stack.config.stack.name,
+            network=stack.config.stack.build_network,
+        )
+    cache.save()
+    return _ordered(specs)
+
+
+def _ordered(specs: dict[str, BuildSpec]) -> list[BuildSpec]:
+    from graphlib import CycleError, TopologicalSorter
+
+    graph = {name: set(spec.needs) for name, spec in sorted(specs.items())}
+    try:
+        return [specs[name] for name in TopologicalSorter(graph).static_order()]
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise InputError(f"services build FROM each other in a cycle: {cycle}", hint="break the cycle in the Dockerfiles") from None
+
+
+def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
+    """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to."""
+    return {
+        "dockerfile": spec.dockerfile_sha,
+        "target": spec.target,
+        "build_args": dict(sorted(spec.build_args.items())),
+        "context": spec.files,
+        "bases": dict(sorted(resolved.items())),
+    }
+
+
+def digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def parts(inputs: dict) -> dict[str, str]:
+    """Short per-part digests (stored as a label) so a plan can say which part changed."""
+    return {key: digest(value)[7:23] for key, value in inputs.items()}
+
+
+def changed_parts(old_parts: dict[str, str], new: dict) -> list[str]:
+    return [key for key, value in parts(new).items() if old_parts.get(key) != value]
+
+
+def describe_changes(keys: list[str], old: dict | None, new: dict, limit: int = 3) -> str:
+    """People's words for what changed between two records (``old`` may be unknown)."""
+    words = []
+    for key in keys:
+        if key == "dockerfile":
+            words.append("Dockerfile changed")
+        elif key == "target":
+            words.append(f"target is now {new['target'] or '(last stage)'}")
+        elif key == "build_args":
+            names = _changed_keys(old and old.get("build_args"), new["build_args"])
+            words.append("build args changed" + (f": {_first(names, limit)}" if names else ""))
+        elif key == "context":
+            names = _changed_keys(old and old.get("context"), new["context"])
+            words.append("context files changed" + (f": {_first(names, limit)}" if names else ""))
+        elif key == "bases":
+            names = _changed_keys(old and old.get("bases"), new["bases"])
+            words.append("base image changed" + (f": {_first(names, limit)}" if names else ""))
+    return "; ".join(words)
+
+
+def _changed_keys(old: dict | None, new: dict) -> list[str]:
+    if old is None:
+        return []
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _first(names: list[str], limit: int) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+class RecordStore:
+    """Past inputs records by hash, in the user's cache: lets a plan name the exact
+    context files that changed.  Losing it only makes the reasons coarser."""
+
+    def __init__(self, directory: Path | None = None):
+        from .network import cache_dir
+
+        self.directory = directory or cache_dir() / "inputs"
+
+    def get(self, inputs_hash: str) -> dict | None:
+        try:
+            return json.loads((self.directory / f"{inputs_hash.removeprefix('sha256:')}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, inputs_hash: str, inputs: dict) -> None:
+        import os
+        import tempfile
+
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".record.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(inputs, f)
+            os.replace(tmp, self.directory / f"{inputs_hash.removeprefix('sha256:')}.json")
+        except OSError:
+            pass  # only the plan's wording depends on it

@@ -1,0 +1,191 @@
+"""Build contexts: which files the daemon receives, their hashes, and the tar itself.
+
+The file set is docker-py's own ``.dockerignore`` matching (``exclude_paths``,
+the code ``APIClient.build`` uses), so what is hashed is exactly what is sent.
+Hashing goes through a stat cache (path, size, mtime_ns, inode -> sha256)
+kept in the user's cache dir: an unchanged context costs one stat per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .errors import InputError
+from .network import cache_dir
+
+# A file's entry in the inputs record: "<mode>:<sha256 hex>" (or "l:<target>" for a symlink).
+Entry = str
+DOCKERFILE_IN_TAR = ".reconcile.Dockerfile"  # when the Dockerfile lives outside its context
+
+
+def ignore_patterns(context: Path) -> list[str]:
+    """The ``.dockerignore`` patterns, read the way ``docker.APIClient.build`` reads them."""
+    path = context / ".dockerignore"
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read .dockerignore: {exc}", where=str(path), hint="fix or remove the file") from None
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def dockerfile_in_context(context: Path, dockerfile: Path) -> str:
+    """The Dockerfile's name inside the tar the daemon receives."""
+    try:
+        return str(dockerfile.relative_to(context))
+    except ValueError:
+        return DOCKERFILE_IN_TAR
+
+
+def context_paths(context: Path, dockerfile: Path) -> list[str]:
+    """Every path (files, symlinks, folders) the daemon will receive, sorted."""
+    from docker.utils.build import exclude_paths  # docker-py's own matcher: the set equals what is sent
+
+    if not context.is_dir():
+        raise InputError(f"build context {context} is not a folder", hint="fix the service's context")
+    try:
+        return sorted(exclude_paths(str(context), ignore_patterns(context), dockerfile=dockerfile_in_context(context, dockerfile)))
+    except OSError as exc:
+        raise InputError(f"cannot read build context: {exc}", where=str(context), hint="check permissions") from None
+
+
+class HashCache:
+    """sha256 of files, remembered by (size, mtime_ns, inode) across runs."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / "file-hashes.json"
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def sha256(self, path: Path, st: os.stat_result) -> str:
+        key = str(path)
+        mark = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = self.known.get(key)
+        if hit and hit[:3] == mark:
+            return hit[3]
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        self.known[key] = [*mark, digest.hexdigest()]
+        self.changed = True
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".file-hashes.")
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.known, f)
+            os.replace(tmp, self.path)
+            self.changed = False
+        except OSError:
+            pass  # a cache that cannot be written only costs time next run
+
+
+def entry(path: Path, cache: HashCache) -> Entry | None:
+    """A path's entry in the record: mode and content hash; None for folders and sockets."""
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="check the build context") from None
+    if stat.S_ISLNK(st.st_mode):
+        return f"l:{os.readlink(path)}"
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        return f"{stat.S_IMODE(st.st_mode):o}:{cache.sha256(path, st)}"
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="check permissions in the build context") from None
+
+
+def context_record(
+    context: Path, dockerfile: Path, cache: HashCache, overlay: dict[Path, Entry] | None = None
+) -> dict[str, Entry]:
+    """Relative path -> entry for every file the daemon receives.
+
+    ``overlay`` holds files the plan will write first (rendered templates):
+    their planned entry counts, whatever is on disk now.
+    """
+    overlay = overlay or {}
+    record: dict[str, Entry] = {}
+    for rel in context_paths(context, dockerfile):
+        path = context / rel
+        found = overlay.get(path) or entry(path, cache)
+        if found is not None:
+            record[rel] = found
+    for path, planned in overlay.items():  # planned files that do not exist yet
+        try:
+            rel = str(path.relative_to(context))
+        except ValueError:
+            continue
+        if rel not in record and not _ignored(context, dockerfile, rel):
+            record[rel] = planned
+    return record
+
+
+def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
+    from docker.utils.build import PatternMatcher
+
+    patterns = ignore_patterns(context) + [f"!{dockerfile_in_context(context, dockerfile)}"]
+    return PatternMatcher(patterns).matches(rel)
+
+
+@dataclass
+class PackedContext:
+    """A build context as a tar on disk, and the record of exactly what it holds."""
+
+    file: IO[bytes]
+    dockerfile: str  # the Dockerfile's name inside the tar
+    record: dict[str, Entry]
+
+
+def pack(context: Path, dockerfile: Path) -> PackedContext:
+    """Write the tar the daemon receives, hashing each file from the bytes sent.
+
+    GNU format with whole-second mtimes: BuildKit's Dockerfile frontend reads a
+    PAX header (what Python writes for float mtimes) as a Dockerfile line.
+    """
+    inside = dockerfile_in_context(context, dockerfile)
+    record: dict[str, Entry] = {}
+    spool = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=spool, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for rel in context_paths(context, dockerfile):
+            path = context / rel
+            info = tar.gettarinfo(str(path), arcname=rel)
+            if info is None:  # sockets and the like: the daemon would not get them either
+                continue
+            info.mtime = int(info.mtime)
+            if info.issym():
+                record[rel] = f"l:{info.linkname}"
+            if not info.isfile():
+                tar.addfile(info)
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            info.size = len(data)
+            record[rel] = f"{stat.S_IMODE(info.mode):o}:{hashlib.sha256(data).hexdigest()}"
+            tar.addfile(info, io.BytesIO(data))
+        if inside == DOCKERFILE_IN_TAR:
+            data = dockerfile.read_bytes()
+            info = tarfile.TarInfo(DOCKERFILE_IN_TAR)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    spool.seek(0)
+    return PackedContext(spool, inside, record)
+

@@ -1,0 +1,190 @@
+"""Rendered and synced files: what each ``[[templates]]`` / ``[[files]]`` entry must write.
+
+Templates render in jinja2's sandbox with ``StrictUndefined``: an undefined
+name or an unsafe attribute (``''.__class__``) is an error naming the template
+line, never a silent empty string.  Everything here is computed before
+anything is written; :func:`write` is the one writer, used by apply.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .errors import InputError, where
+
+if TYPE_CHECKING:
+    from .network import NetworkDecision
+    from .stack import Stack
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """``dest`` must hold ``content`` with ``mode``."""
+
+    kind: Literal["template", "file"]
+    src: Path
+    dest: Path  # absolute, inside the stack folder
+    rel: str  # dest relative to the stack folder, as users see it
+    content: bytes
+    mode: int
+    key: str  # the stack-file entry, for messages: templates[0]
+    root: Path  # the stack folder the destination must stay in
+
+
+def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
+    cfg = stack.config
+    specs: list[FileSpec] = []
+    env = None
+    for kind, entries in (("template", cfg.templates), ("file", cfg.files)):
+        for index, item in enumerate(entries):
+            key = f"{kind}s[{index}]"
+            line = _entry_line(stack, f"{kind}s", index)
+            src = stack.root / item.src
+            dest = _inside(stack, item.dest, where(stack.rel(stack.path), line, f"{key}.dest"))
+            if not src.is_file():
+                raise InputError(f"{key}.src {item.src} is not a file", where=where(stack.rel(stack.path), line, f"{key}.src"), hint="fix the path (relative to the stack folder)")
+            if kind == "template":
+                if env is None:
+                    env = _environment(stack.root)
+                content = render(env, stack, item.src, item.vars, network)
+            else:
+                content = _read(src, stack.rel(src))
+            specs.append(FileSpec(kind, src, dest, stack.rel(dest), content, _mode(item.mode, dest, src), key, stack.root.resolve()))
+    seen: dict[Path, str] = {}
+    for spec in specs:
+        if spec.dest in seen:
+            raise InputError(
+                f"{seen[spec.dest]} and {spec.key} both write {spec.rel}",
+                where=stack.rel(stack.path), hint="give each destination one entry",
+            )
+        seen[spec.dest] = spec.key
+    return specs
+
+
+def _entry_line(stack: Stack, table: str, index: int) -> int | None:
+    count = -1
+    for number, text in enumerate(stack.path.read_text(encoding="utf-8").splitlines(), 1):
+        if text.strip().startswith(f"[[{table}]]"):
+            count += 1
+            if count == index:
+                return number
+    return None
+
+
+def _inside(stack: Stack, dest: str, shown: str) -> Path:
+    """``dest`` resolved (following symlinks) and refused unless it stays in the stack folder."""
+    root = stack.root.resolve()
+    path = (root / dest).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise InputError(
+            f"destination {dest} is outside the stack folder{' (through a symlink)' if '..' not in Path(dest).parts and not Path(dest).is_absolute() else ''}",
+            where=shown, hint="give a path inside the stack folder",
+        )
+    if path.is_dir():
+        raise InputError(f"destination {dest} is a folder", where=shown, hint="name the file to write")
+    return path
+
+
+def _mode(explicit: str | None, dest: Path, src: Path) -> int:
+    """An explicit ``mode``; else the destination's current mode (kept); else the source's."""
+    if explicit is not None:
+        return int(explicit, 8)
+    for path in (dest, src):
+        try:
+            return stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+    return 0o644
+
+
+def _read(path: Path, shown: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {shown}: {exc}", hint="check the file") from None
+
+
+def _environment(root: Path):
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(env, stack: Stack, src: str, variables: dict, network: NetworkDecision) -> bytes:
+    import jinja2
+
+    context = {
+        "vars": variables,
+        "stack": {
+            "name": stack.config.stack.name,
+            "tag": stack.config.stack.tag,
+            "network": network.mode,
+            "registry": network.registry,
+            "services": [{"name": s.name, "image": s.image} for s in stack.services],
+        },
+        "env": dict(os.environ),
+    }
+    try:
+        return env.get_template(src).render(context).encode("utf-8")
+    except jinja2.TemplateSyntaxError as exc:
+        raise InputError(f"template syntax error: {exc.message}", where=where(src, exc.lineno), hint="fix the template") from None
+    except jinja2.TemplateNotFound:
+        raise InputError(f"template {src} not found", hint="fix templates.src (relative to the stack folder)") from None
+    except (jinja2.UndefinedError, jinja2.exceptions.SecurityError) as exc:
+        kind = "unsafe access in template" if isinstance(exc, jinja2.exceptions.SecurityError) or "unsafe" in str(exc) else "undefined variable"
+        raise InputError(
+            f"{kind}: {exc}", where=where(src, _template_line(exc, env, src)),
+            hint="templates see vars, stack and env only; define the name under vars or use a default filter",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"template is not UTF-8: {exc}", where=src, hint="save it as UTF-8") from None
+    except Exception as exc:  # a filter or test raising inside the user's template  # noqa: BLE001
+        raise InputError(f"template failed: {type(exc).__name__}: {exc}", where=where(src, _template_line(exc, env, src)), hint="fix the template") from None
+
+
+def _template_line(exc: BaseException, env, src: str) -> int | None:
+    """jinja2 rewrites tracebacks so template frames carry the template's file and line."""
+    filename = str(Path(env.loader.searchpath[0]) / src)
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def unified_diff(spec: FileSpec, before: bytes | None) -> str:
+    import difflib
+
+    old = (before or b"").decode("utf-8", "replace").splitlines(keepends=True)
+    new = spec.content.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, f"a/{spec.rel}" if before is not None else "/dev/null", f"b/{spec.rel}")
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def write(spec: FileSpec) -> None:
+    """Atomically replace ``spec.dest``: a temp file beside it, then rename."""
+    path = spec.dest.parent.resolve() / spec.dest.name
+    if not path.is_relative_to(spec.root):  # a symlink appeared since the plan
+        raise InputError(f"destination {spec.rel} now resolves outside the stack folder", hint="remove the symlink")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(spec.content)
+        os.chmod(tmp, spec.mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

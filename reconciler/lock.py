@@ -1,0 +1,120 @@
+"""One writer per Docker daemon.
+
+Two ``reconcile apply`` runs against one daemon would plan from the same
+observed state and then pull, tag and build over each other, so apply and
+tag-localhost first take an exclusive lock named after the daemon ID.
+
+It is a ``flock``: the kernel drops it when the holder dies, however it dies,
+so a lock left by a dead process never blocks.  The JSON note beside it only
+lets a refusal name the holder; it never decides whether the lock is held, and
+a stale one is overwritten by the next holder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ReconcileError
+
+POLL_INTERVAL = 0.1
+ENV_DIR = "RECONCILE_CACHE_DIR"  # as network.cache_dir reads it
+
+
+class LockedError(ReconcileError):
+    """Another process holds the daemon's lock; ``holder`` is its note, if readable."""
+
+    def __init__(self, what: str, *, path: Path, holder: dict | None):
+        super().__init__(what, hint="wait for it, or pass --lock-timeout SECONDS")
+        self.path = path
+        self.holder = holder
+
+
+def lock_dir() -> Path:
+    """``RECONCILE_CACHE_DIR`` if set, else ``$XDG_RUNTIME_DIR/reconcile`` (tmpfs, per user), else the cache dir."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and not os.environ.get(ENV_DIR) and os.access(runtime, os.W_OK):
+        return Path(runtime) / "reconcile"
+    from .network import cache_dir
+
+    return cache_dir()
+
+
+def lock_path(daemon_id: str, directory: Path | None = None) -> Path:
+    """A daemon ID holds ':' and may come from anywhere; a hash makes it a safe, fixed-length name."""
+    key = hashlib.sha256(daemon_id.encode()).hexdigest()[:16]
+    return (directory or lock_dir()) / f"daemon-{key}.lock"
+
+
+@contextlib.contextmanager
+def hold(daemon_id: str, command: str, *, timeout: float = 0.0, directory: Path | None = None) -> Iterator[Path]:
+    """Hold the daemon's lock for the ``with`` block, waiting up to ``timeout`` seconds (0: fail at once)."""
+    path = lock_path(daemon_id, directory)
+    note = path.with_suffix(".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ReconcileError(f"cannot create the lock file {path}: {exc.strerror}",
+                             hint=f"set {ENV_DIR} to a writable directory") from None
+    try:
+        _acquire(fd, path, note, timeout)
+        _write_note(note, daemon_id, command)
+        try:
+            yield path
+        finally:
+            # Removed while still held, so it can never be the next holder's note.
+            with contextlib.suppress(OSError):
+                note.unlink()
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _acquire(fd: int, path: Path, note: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(POLL_INTERVAL, left))
+        except OSError as exc:  # e.g. ENOLCK on a filesystem without flock
+            raise ReconcileError(f"cannot lock {path}: {exc.strerror}",
+                                 hint=f"set {ENV_DIR} to a local directory") from None
+    try:
+        holder = json.loads(note.read_text())
+    except (OSError, ValueError):
+        holder = None
+    if isinstance(holder, dict):
+        get = {"pid": "?", "user": "?", "host": "?", "command": "?", "started": "?", **holder}.get
+        who = f'pid {get("pid")} ({get("user")}@{get("host")}, "{get("command")}", since {get("started")})'
+    else:
+        holder, who = None, f"another process (no readable note at {note})"
+    waited = f", still after {timeout:g}s" if timeout > 0 else ""
+    raise LockedError(f"the daemon is locked by {who}{waited}", path=path, holder=holder)
+
+
+def _write_note(note: Path, daemon_id: str, command: str) -> None:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry and no $USER, e.g. in a container
+        user = str(os.getuid())
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = dict(pid=os.getpid(), user=user, host=socket.gethostname(), command=command,
+                started=started, daemon_id=daemon_id)
+    tmp = note.with_suffix(f".{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):  # the lock is held; a missing note only makes a refusal less specific
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, note)
