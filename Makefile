@@ -9,18 +9,28 @@ PY := $(VENV)/bin/python
 ENGINE_ROOT ?= /tmp/reconcile-engine
 export RECONCILE_ENGINE_ROOT := $(ENGINE_ROOT)
 APT_PACKAGES := docker.io docker-registry busybox-static
-DEMO_ENV = AI_INFRA_NETWORK_ENV=internal INTERNAL_REGISTRY=127.0.0.1:5552/aihpc RECONCILE_STACK=desired
 
 .PHONY: demo test unit docs engine engine-down deps system-deps clean
 
+# The demo works on a copy of desired/ (build/demo), so rendered files and the
+# edit it makes never touch the repository.
+DEMO_DIR := build/demo
+DEMO_ENV = AI_INFRA_NETWORK_ENV=internal INTERNAL_REGISTRY=127.0.0.1:5552/aihpc RECONCILE_STACK=$(DEMO_DIR)
+RECONCILE = eval "$$($(PY) -m tests.harness env)" && $(DEMO_ENV) $(VENV)/bin/reconcile
+
 demo: deps engine
 	$(PY) -m tests.seeding desired
+	$(PY) -m tests.harness reset
+	rm -rf $(DEMO_DIR) && mkdir -p build && cp -r desired $(DEMO_DIR)
 	@echo; echo "=== reconcile plan (internal network, Harbor stand-in at 127.0.0.1:5552) ==="
-	@eval "$$($(PY) -m tests.harness env)" && $(DEMO_ENV) $(VENV)/bin/reconcile plan
-	@echo; echo "=== reconcile apply --auto-approve ==="
-	@eval "$$($(PY) -m tests.harness env)" && $(DEMO_ENV) $(VENV)/bin/reconcile apply --auto-approve
+	@$(RECONCILE) plan
+	@echo; echo "=== reconcile apply --auto-approve: pulls, aliases, rendered files, then every build ==="
+	@$(RECONCILE) apply --auto-approve
 	@echo; echo "=== reconcile plan --detailed-exitcode (must be converged) ==="
-	@eval "$$($(PY) -m tests.harness env)" && $(DEMO_ENV) $(VENV)/bin/reconcile plan --detailed-exitcode
+	@$(RECONCILE) plan --detailed-exitcode
+	@echo; echo "=== edit one context file of the base service, then plan: base and the two services built FROM it ==="
+	echo "# demo edit $$(date +%s)" >> $(DEMO_DIR)/src/base/etc/ai-infra/release
+	@$(RECONCILE) plan
 
 test: deps engine
 	$(PY) -m pytest

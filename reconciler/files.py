@@ -43,11 +43,15 @@ def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
     for kind, entries in (("template", cfg.templates), ("file", cfg.files)):
         for index, item in enumerate(entries):
             key = f"{kind}s[{index}]"
-            line = _entry_line(stack, f"{kind}s", index)
             src = stack.root / item.src
-            dest = _inside(stack, item.dest, where(stack.rel(stack.path), line, f"{key}.dest"))
+            dest_line = _entry_line(stack, f"{kind}s", index, "dest")
+            dest = _inside(stack, item.dest, where(stack.rel(stack.path), dest_line, f"{key}.dest"))
             if not src.is_file():
-                raise InputError(f"{key}.src {item.src} is not a file", where=where(stack.rel(stack.path), line, f"{key}.src"), hint="fix the path (relative to the stack folder)")
+                raise InputError(
+                    f"{key}.src {item.src} is not a file",
+                    where=where(stack.rel(stack.path), _entry_line(stack, f"{kind}s", index, "src"), f"{key}.src"),
+                    hint="fix the path (relative to the stack folder)",
+                )
             if kind == "template":
                 if env is None:
                     env = _environment(stack.root)
@@ -66,14 +70,18 @@ def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
     return specs
 
 
-def _entry_line(stack: Stack, table: str, index: int) -> int | None:
-    count = -1
-    for number, text in enumerate(stack.path.read_text(encoding="utf-8").splitlines(), 1):
-        if text.strip().startswith(f"[[{table}]]"):
-            count += 1
-            if count == index:
-                return number
-    return None
+def _entry_line(stack: Stack, table: str, index: int, key: str) -> int | None:
+    """The line of ``key`` in the ``index``-th ``[[table]]`` (else its header): tomllib keeps no positions."""
+    lines = stack.path.read_text(encoding="utf-8").splitlines()
+    headers = [n for n, text in enumerate(lines) if text.strip().startswith(f"[[{table}]]")]
+    if index >= len(headers):
+        return None
+    for n in range(headers[index] + 1, len(lines)):
+        if lines[n].lstrip().startswith("["):
+            break
+        if lines[n].split("=")[0].strip() == key:
+            return n + 1
+    return headers[index] + 1
 
 
 def _inside(stack: Stack, dest: str, shown: str) -> Path:

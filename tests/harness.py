@@ -671,7 +671,7 @@ def _print_env(engine: Engine) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "env", "status"])
+    parser.add_argument("command", choices=["up", "down", "env", "status", "reset"])
     args = parser.parse_args(argv)
     if args.command == "up":
         started = time.monotonic()
@@ -682,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
         down()
     elif args.command == "env":
         _print_env(engine_info())
+    elif args.command == "reset":  # the demo starts from an empty private engine
+        reset_images(engine_info())
     elif args.command == "status":
         report = status()
         for name, st in report.items():

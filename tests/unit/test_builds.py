@@ -1,0 +1,238 @@
+"""Builds, pure side: the inputs hash, context hashing, the build plan, BuildKit trace decoding."""
+
+import base64
+import json
+import os
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler import buildkit, builds
+from reconciler.actual import observe
+from reconciler.context import HashCache, context_record, pack
+from reconciler.desired import desired_state, service_uses, base_images
+from reconciler.errors import InputError
+from reconciler.network import NetworkDecision
+from reconciler.plan import narrow, plan
+from reconciler.stack import load
+
+NETWORK = NetworkDecision(mode="external", source="test", registry="harbor.test/aihpc", registry_source="test", alias_prefix="localhost")
+BASE_ID = "sha256:" + "ba" * 32
+OTHER_ID = "sha256:" + "0e" * 32
+
+
+def _stack(tmp_path: Path, dockerfiles: dict[str, str], extra: str = "") -> Path:
+    for name, text in dockerfiles.items():
+        (tmp_path / "src" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name / "Dockerfile").write_text(textwrap.dedent(text).lstrip())
+    (tmp_path / "stack.toml").write_text(
+        f'[stack]\nname = "t"\ntag = "v1"\nimage_prefix = "t-"\nservices = "src/*/Dockerfile"\n{textwrap.dedent(extra)}'
+    )
+    return tmp_path
+
+
+def _desired(root: Path, cache: Path):
+    stack = load(root)
+    uses = service_uses(stack)
+    state = desired_state(base_images(stack, uses), NETWORK)
+    state.builds = builds.build_specs(stack, uses, {}, HashCache(cache / "hashes.json"))
+    return state
+
+
+def _image(tags: list[str], image_id: str, labels: dict | None = None) -> dict:
+    return {"Id": image_id, "RepoTags": tags, "RepoDigests": [], "Labels": labels or {}}
+
+
+def _labels_for(state, service: str, resolved: dict) -> dict:
+    spec = next(s for s in state.builds if s.service == service)
+    inputs = builds.record(spec, resolved)
+    return {builds.LABEL_INPUTS: builds.digest(inputs), builds.LABEL_PARTS: json.dumps(builds.parts(inputs))}
+
+
+def _actions(result):
+    return [(a.address, a.reason) for a in result.actions]
+
+
+def test_a_missing_service_image_is_planned_as_a_build(tmp_path):
+    state = _desired(_stack(tmp_path / "s", {"api": "FROM redis:7\n"}), tmp_path)
+    result = plan(state, observe([_image(["redis:7"], BASE_ID)]), NETWORK)
+    assert _actions(result) == [("tag[localhost/redis:7]", "missing"), ("build[api]", "missing")]
+    assert result.actions[1].depends_on == []  # the build uses redis:7 itself, not its alias
+
+
+def test_an_image_whose_label_matches_its_inputs_is_not_rebuilt(tmp_path):
+    state = _desired(_stack(tmp_path / "s", {"api": "FROM redis:7\n"}), tmp_path)
+    labels = _labels_for(state, "api", {"redis:7": BASE_ID})
+    images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
+    result = plan(state, observe(images), NETWORK)
+    assert result.empty
+    assert any("t-api:v1 is up to date" in line for line in result.unchanged)
+
+
+def test_a_changed_context_file_is_named_in_the_reason(tmp_path):
+    root = _stack(tmp_path / "s", {"api": "FROM redis:7\nCOPY app.py /\n"})
+    (root / "src/api/app.py").write_text("print(1)\n")
+    state = _desired(root, tmp_path)
+    labels = _labels_for(state, "api", {"redis:7": BASE_ID})
+    old_record = builds.record(state.builds[0], {"redis:7": BASE_ID})
+    (root / "src/api/app.py").write_text("print(2)\n")
+    state = _desired(root, tmp_path)
+    images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
+    result = plan(state, observe(images), NETWORK, previous=lambda h: old_record if h == labels[builds.LABEL_INPUTS] else None)
+    assert _actions(result) == [("build[api]", "inputs-changed")]
+    assert result.actions[0].detail == "context files changed: app.py"
+    # Without the old record the part is still named, only not the file.
+    result = plan(state, observe(images), NETWORK)
+    assert result.actions[0].detail == "context files changed"
+
+
+def test_a_base_being_pulled_defers_the_decision_to_apply(tmp_path):
+    state = _desired(_stack(tmp_path / "s", {"api": "FROM redis:7\n"}), tmp_path)
+    labels = _labels_for(state, "api", {"redis:7": BASE_ID})
+    result = plan(state, observe([_image(["t-api:v1"], OTHER_ID, labels)]), NETWORK)
+    assert _actions(result) == [("pull[redis:7]", "missing"), ("tag[localhost/redis:7]", "missing"), ("build[api]", "base-changed")]
+    build = result.actions[2]
+    assert build.inputs_hash is None and "decided after pull[redis:7]" in build.detail
+    assert build.lookups == {"redis:7": state.aliases[0].source}
+
+
+def test_a_sibling_service_is_built_first_and_its_dependents_follow(tmp_path):
+    root = _stack(tmp_path / "s", {"base": "FROM redis:7\n", "app": "ARG STACK_TAG\nFROM t-base:${STACK_TAG}\n"})
+    state = _desired(root, tmp_path)
+    assert [s.service for s in state.builds] == ["base", "app"]
+    assert {k: v.familiar for k, v in state.builds[1].needs.items()} == {"base": "t-base:v1"}
+    result = plan(state, observe([_image(["redis:7", "localhost/redis:7"], BASE_ID)]), NETWORK)
+    assert result.actions[-1].address == "build[app]" and result.actions[-1].depends_on == ["build[base]"]
+
+
+def test_a_changed_sibling_makes_its_dependents_base_changed(tmp_path):
+    root = _stack(tmp_path / "s", {"base": "FROM redis:7\n", "app": "ARG STACK_TAG\nFROM t-base:${STACK_TAG}\n"})
+    state = _desired(root, tmp_path)
+    base_labels = _labels_for(state, "base", {"redis:7": BASE_ID})
+    app_labels = _labels_for(state, "app", {"t-base:v1": base_labels[builds.LABEL_INPUTS]})
+    (root / "src/base/Dockerfile").write_text("FROM redis:7\nENV X=1\n")
+    state = _desired(root, tmp_path)
+    images = [
+        _image(["redis:7", "localhost/redis:7"], BASE_ID),
+        _image(["t-base:v1"], OTHER_ID, base_labels),
+        _image(["t-app:v1"], "sha256:" + "ab" * 32, app_labels),
+    ]
+    result = plan(state, observe(images), NETWORK)
+    assert _actions(result) == [("build[base]", "inputs-changed"), ("build[app]", "base-changed")]
+    assert result.actions[0].detail == "Dockerfile changed; context files changed"  # it is in the context too
+
+
+def test_replace_and_force_rebuild_without_cache(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM redis:7\n"})
+    state = _desired(root, tmp_path)
+    images = [_image(["redis:7", "localhost/redis:7"], BASE_ID)] + [
+        _image([f"t-{n}:v1"], f"sha256:{n * 64}", _labels_for(state, n, {"redis:7": BASE_ID})) for n in "ab"
+    ]
+    assert plan(state, observe(images), NETWORK).empty
+    replaced = plan(state, observe(images), NETWORK, replace=frozenset({"a"}))
+    assert [(a.address, a.reason, a.nocache) for a in replaced.actions] == [("build[a]", "replace-requested", True)]
+    forced = plan(state, observe(images), NETWORK, force=True)
+    assert [(a.address, a.reason) for a in forced.actions] == [("build[a]", "force"), ("build[b]", "force")]
+
+
+def test_narrow_keeps_a_target_and_what_it_depends_on(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM nginx:1\n"})
+    result = narrow(plan(_desired(root, tmp_path), observe([]), NETWORK), ["a"])
+    # Not even redis's alias: the build of a uses redis:7 itself.
+    assert [a.address for a in result.actions] == ["pull[redis:7]", "build[a]"]
+    assert result.targets == ["a"] and result.to_json()["partial"] is True
+
+
+def test_services_building_from_each_other_in_a_cycle_are_refused(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM t-b:v1\n", "b": "FROM t-a:v1\n"})
+    with pytest.raises(InputError, match="cycle"):
+        _desired(root, tmp_path)
+
+
+def test_dockerignored_files_are_not_inputs(tmp_path):
+    context = tmp_path / "ctx"
+    (context / "docs").mkdir(parents=True)
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / "app.py").write_text("1")
+    (context / "docs/notes.md").write_text("n")
+    (context / ".dockerignore").write_text("# comment\ndocs\n*.log\n")
+    (context / "debug.log").write_text("l")
+    record = context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"))
+    assert sorted(record) == [".dockerignore", "Dockerfile", "app.py"]
+
+
+def test_the_stat_cache_skips_reading_unchanged_files(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("aaaa")
+    cache = HashCache(tmp_path / "h.json")
+    first = cache.sha256(path, path.stat())
+    cache.save()
+    st = path.stat()
+    path.write_text("bbbb")  # same size; put the mtime back: the cache cannot tell
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == first
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # any stat change: read again
+    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) != first
+
+
+def test_planned_writes_count_as_context_before_they_exist(tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM x\n")
+    planned = {context / "conf/app.conf": "644:" + "cd" * 32}
+    record = context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"), planned)
+    assert record["conf/app.conf"] == "644:" + "cd" * 32
+
+
+def test_the_packed_tar_holds_exactly_the_hashed_files_without_pax_headers(tmp_path):
+    context = tmp_path / "ctx"
+    (context / "sub").mkdir(parents=True)
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / "sub/a.txt").write_text("a")
+    (context / "skip.txt").write_text("s")
+    (context / ".dockerignore").write_text("skip.txt\n")
+    packed = pack(context, context / "Dockerfile")
+    assert packed.record == context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"))
+    with tarfile.open(fileobj=packed.file) as tar:
+        names = tar.getnames()
+        assert all(not m.pax_headers for m in tar.getmembers())
+    assert "skip.txt" not in names and "sub/a.txt" in names and packed.dockerfile == "Dockerfile"
+
+
+def test_a_dockerfile_outside_its_context_travels_under_a_fixed_name(tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (tmp_path / "Dockerfile.api").write_text("FROM x\n")
+    packed = pack(context, tmp_path / "Dockerfile.api")
+    with tarfile.open(fileobj=packed.file) as tar:
+        assert tar.extractfile(packed.dockerfile).read() == b"FROM x\n"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    assert number < 16 and len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_buildkit_trace_messages_decode_to_steps_and_logs():
+    vertex = _field(1, b"sha256:v1") + _field(3, b"[2/3] RUN make") + _field(5, b"\x08\x01")
+    log = _field(1, b"sha256:v1") + bytes([3 << 3, 1]) + _field(4, b"compiling\nerror: boom\n")
+    status = buildkit.decode(base64.b64encode(_field(1, vertex) + _field(3, log)).decode())
+    assert [(s.name, s.started, s.completed) for s in status.steps] == [("[2/3] RUN make", True, False)]
+    assert status.logs == [("sha256:v1", b"compiling\nerror: boom\n")]
+
+
+def test_a_real_dockerd_trace_message_decodes():
+    # Captured from dockerd 20.10's /build stream.
+    aux = (
+        "Cm8KR3NoYTI1NjowOGYxNGJmNDcwNDQ2MmNiM2M3MGRkMTAwMmJjMTljODU3Y2U5OWFhOGY2MWM3ZWM1MWJlNmM1ZGE4YzZhM2FjGiRb"
+        "aW50ZXJuYWxdIGxvYWQgcmVtb3RlIGJ1aWxkIGNvbnRleHQ="
+    )
+    (step,) = buildkit.decode(aux).steps
+    assert step.name == "[internal] load remote build context" and step.digest.startswith("sha256:08f14bf4")
+
+
+def test_a_garbled_trace_message_reads_as_no_progress():
+    assert buildkit.decode("not base64 at all!") == buildkit.Status()
+    assert buildkit.decode(base64.b64encode(b"\x0a\xff").decode()) == buildkit.Status()
