@@ -1,18 +1,20 @@
-"""Write the generated docs: docs/cli.md (every command's --help) and
-docs/stack.schema.json (`reconcile schema`).  `--check` exits 1 when they are stale.
+"""Write the generated docs: docs/cli.md (every command's --help),
+docs/stack.schema.json (`reconcile schema`) and docs/apply-stream.schema.json
+(the `apply --json` lines).  `--check` exits 1 when they are stale.
 
 Run by `make docs`; tests/test_docs.py runs the check so the docs cannot drift.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COMMANDS = ["plan", "apply", "tag-localhost", "images", "env", "schema"]
+COMMANDS = ["plan", "apply", "show", "tag-localhost", "images", "env", "schema"]
 
 
 def _run(*args: str) -> str:
@@ -27,7 +29,14 @@ def render() -> dict[Path, str]:
     parts.append(f"## reconcile\n\n```\n{_run('--help').rstrip()}\n```\n")
     for command in COMMANDS:
         parts.append(f"## reconcile {command}\n\n```\n{_run(command, '--help').rstrip()}\n```\n")
-    return {HERE / "cli.md": "\n".join(parts), HERE / "stack.schema.json": _run("schema")}
+    sys.path.insert(0, str(HERE.parent))
+    from reconciler.stream import schema
+
+    return {
+        HERE / "cli.md": "\n".join(parts),
+        HERE / "stack.schema.json": _run("schema"),
+        HERE / "apply-stream.schema.json": json.dumps(schema(), indent=2) + "\n",
+    }
 
 
 def main() -> int:

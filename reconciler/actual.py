@@ -28,6 +28,11 @@ class ObservedImages:
             return self.digests.get(ImageRef(ref.domain, ref.path, None, ref.digest))
         return self.tags.get(ref)
 
+    def has_digest(self, ref: ImageRef, digest: str) -> bool:
+        """Whether the local image of ``ref`` is the one ``repo@digest`` names (its RepoDigests)."""
+        image_id = self.image_id(ref)
+        return image_id is not None and self.digests.get(ImageRef(ref.domain, ref.path, None, digest)) == image_id
+
 
 def observe(listing: list[dict]) -> ObservedImages:
     """Parse the daemon's image list (``APIClient.images()``)."""

@@ -119,8 +119,9 @@ def changed_parts(old_parts: dict[str, str], new: dict) -> list[str]:
     return [key for key, value in parts(new).items() if old_parts.get(key) != value]
 
 
-def describe_changes(keys: list[str], old: dict | None, new: dict, limit: int = 3) -> str:
-    """People's words for what changed between two records (``old`` may be unknown)."""
+def describe_changes(keys: list[str], old: dict | None, new: dict, limit: int = 3, dockerfile: str | None = None) -> str:
+    """People's words for what changed between two records (``old`` may be unknown).
+    ``dockerfile``: the Dockerfile's name in the context, said once as "Dockerfile changed"."""
     words = []
     for key in keys:
         if key == "dockerfile":
@@ -132,6 +133,10 @@ def describe_changes(keys: list[str], old: dict | None, new: dict, limit: int = 
             words.append("build args changed" + (f": {_first(names, limit)}" if names else ""))
         elif key == "context":
             names = _changed_keys(old and old.get("context"), new["context"])
+            if "dockerfile" in keys and dockerfile in names:  # the daemon gets it as a context file too
+                names.remove(dockerfile)
+                if not names:
+                    continue
             words.append("context files changed" + (f": {_first(names, limit)}" if names else ""))
         elif key == "bases":
             names = _changed_keys(old and old.get("bases"), new["bases"])

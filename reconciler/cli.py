@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -56,6 +58,14 @@ def _prepare(stack, network, registry, host, images=None, tag=None, target=None,
     )
 
 
+RefreshOpt = Annotated[
+    bool, typer.Option("--refresh-remote", help="Also ask each base image's registry whether its tag moved upstream.")
+]
+LockTimeoutOpt = Annotated[
+    float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for another apply on this daemon [default: 0, fail at once].")
+]
+
+
 @app.command()
 def plan(
     stack: StackOpt = None,
@@ -68,59 +78,186 @@ def plan(
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
+    refresh_remote: RefreshOpt = False,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`.")
+    ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 when converged, 2 when there are changes, 1 on error.")
     ] = False,
+    metrics_file: Annotated[
+        Optional[Path], typer.Option("--metrics-file", help="Write drift metrics for node_exporter's textfile collector.")
+    ] = None,
 ) -> int:
     """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
     from . import output
 
-    run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
-    the_plan = pipeline.plan(run)
+    started = time.monotonic()
+    options = dict(stack=stack, network=network, registry=registry, host=host, tag=tag, targets=target,
+                   replace=replace, force=force, refresh_remote=refresh_remote)
+    run: pipeline.Run | None = None
+    try:
+        run = pipeline.prepare(**options)
+        seen = pipeline.observe_state(run)
+        the_plan = pipeline.plan(run, seen)
+        if out is not None:
+            from . import saved
+
+            options.update(stack=str(run.stack.path), host=run.engine.host)
+            saved.write(out, options=options, the_plan=the_plan, print_=saved.fingerprint(run, seen),
+                        rendered=output.plan_text(the_plan))
+    except ReconcileError:
+        if metrics_file is not None:
+            _metrics(metrics_file, run, None, started)
+        raise
     if json_:
         output.emit_json(the_plan.to_json())
     else:
         output.render_plan(the_plan, verbose=verbose)
+        if out is not None:
+            output.emit(f"\nSaved the plan to {out}. To perform exactly these actions: reconcile apply {out}")
+    if metrics_file is not None:
+        _metrics(metrics_file, run, the_plan, started)
     return 2 if detailed_exitcode and not the_plan.empty else 0
+
+
+def _metrics(path: Path, run, the_plan, started: float) -> None:
+    from .metrics import write_metrics
+
+    write_metrics(
+        path,
+        drift={k: v for k, v in the_plan.summary().items() if k != "total"} if the_plan is not None else {},
+        success=the_plan is not None,
+        duration_seconds=time.monotonic() - started,
+        network_mode=run.network.mode if run is not None else None,
+        stack=run.stack.config.stack.name if run is not None else "unknown",
+    )
 
 
 @app.command()
 def apply(
+    plan_file: Annotated[Optional[Path], typer.Argument(metavar="[FILE]", help="A plan saved by `plan --out`: applied exactly, without asking.")] = None,
     stack: StackOpt = None,
     host: HostOpt = None,
     network: NetworkOpt = None,
     registry: RegistryOpt = None,
-    json_: JsonOpt = False,
+    json_: Annotated[bool, typer.Option("--json", help="Stream one JSON object per line on stdout (docs/machine-output.md).")] = False,
     verbose: VerboseOpt = False,
     tag: TagOpt = None,
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
+    refresh_remote: RefreshOpt = False,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls and builds at once.")] = 4,
+    lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
     """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
     from . import output
 
-    run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
-    the_plan = pipeline.plan(run)
-    if not json_ or not auto_approve:
-        # With --json the plan goes to stderr, so stdout stays one JSON document.
+    stream = _stream() if json_ else None
+    try:
+        if plan_file is not None:
+            given = [name for name, value in (("--host", host), ("--network", network), ("--registry", registry),
+                     ("--tag", tag), ("--target", target), ("--replace", replace), ("--force", force), ("--refresh-remote", refresh_remote)) if value]
+            if given:
+                raise InputError(f"{', '.join(given)} cannot be combined with a saved plan", where="command line",
+                                 hint="a saved plan carries its own options; make a new one with reconcile plan --out")
+            return _apply_saved(plan_file, stack, json_, stream, verbose, parallelism, lock_timeout)
+        run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
+        run.refresh_remote = refresh_remote
+        with _locked(run, "reconcile apply", lock_timeout):
+            the_plan = pipeline.plan(run)
+            return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=not auto_approve)
+    except ReconcileError as exc:
+        if stream is not None:
+            stream.diagnostic("error", str(exc))
+        raise
+
+
+def _apply_saved(path: Path, stack, json_: bool, stream, verbose: bool, parallelism: int, lock_timeout: float) -> int:
+    from . import saved
+    from .stack import find_stack_file
+
+    document = saved.read(path)
+    options = document["options"]
+    if stack is not None and find_stack_file(stack) != Path(options["stack"]):  # --stack or $RECONCILE_STACK
+        raise InputError(f"the saved plan is for {options['stack']}, not {find_stack_file(stack)}", where=str(path),
+                         hint="apply it without --stack (and RECONCILE_STACK), or plan the other stack")
+    run = pipeline.prepare(**options)
+    with _locked(run, f"reconcile apply {path}", lock_timeout):
+        seen = pipeline.observe_state(run)
+        changes = saved.changes(document["fingerprint"], saved.fingerprint(run, seen))
+        if changes:
+            raise InputError(f"saved plan is stale: {'; '.join(changes)}", where=str(path),
+                             hint="nothing was done; plan again with: reconcile plan --out FILE")
+        the_plan = pipeline.plan(run, seen)
+        planned = [(a["address"], a["reason"]) for a in document["plan"]["actions"]]
+        if [(a.address, a.reason) for a in the_plan.actions] != planned:  # identical inputs make an identical plan
+            raise InputError("saved plan is stale: the plan computed now differs from the saved one", where=str(path),
+                             hint="nothing was done; plan again with: reconcile plan --out FILE")
+        return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=False)
+
+
+def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int, *, ask: bool) -> int:
+    from . import output
+
+    if stream is not None:
+        for warning in the_plan.warnings:
+            stream.diagnostic("warning", warning)
+        for action in the_plan.actions:
+            stream.planned(action)
+    if not json_ or ask:
+        # With --json the plan goes to stderr, so stdout stays the JSON stream.
         output.render_plan(the_plan, verbose=verbose, stream=sys.stderr if json_ else None)
     if the_plan.empty:
-        if json_:
+        if stream is not None:
             from .apply import ApplyResult
 
-            output.emit_json(output.apply_json(the_plan, ApplyResult()))
+            stream.summary(ApplyResult().summary(), [])
         return 0
-    if not auto_approve:
+    if ask:
         _confirm()
-    result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=output.ProgressReporter())
-    if json_:
-        output.emit_json(output.apply_json(the_plan, result))
+    result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=stream or output.ProgressReporter())
+    if stream is not None:
+        stream.summary(result.summary(), [a.address for a in result.remaining])
     else:
         output.render_apply(result)
     return 0 if result.ok else 1
+
+
+def _stream():
+    from . import __version__
+    from .stream import JsonStream
+
+    stream = JsonStream()
+    stream.version(__version__)
+    return stream
+
+
+def _locked(run: pipeline.Run, command: str, timeout: float):
+    """One writer per daemon: the lock is keyed by the daemon's ID."""
+    from .lock import hold
+
+    return hold(run.engine.info().get("ID") or run.engine.host, command, timeout=timeout)
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(metavar="FILE", help="A plan saved by `plan --out`.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the saved plan as JSON (the whole file).")] = False,
+) -> int:
+    """Print a saved plan: its actions as `plan` showed them, when and how it was made."""
+    from . import output, saved
+
+    document = saved.read(plan_file)
+    if json_:
+        output.emit_json(document)
+        return 0
+    options = {k: v for k, v in document["options"].items() if v not in (None, False, [], ())}
+    output.emit(f"Saved plan {plan_file}: made {document['created']} with {json.dumps(options)}")
+    output.emit(document["rendered"].rstrip("\n"))
+    return 0
 
 
 @app.command("tag-localhost")
@@ -131,15 +268,17 @@ def tag_localhost(
     network: NetworkOpt = None,
     registry: RegistryOpt = None,
     json_: JsonOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
     """Create or fix the alias tags alone, at once, for images already present (the old standalone command)."""
     from . import output
 
     run = _prepare(stack, network, registry, host, images)
-    the_plan = pipeline.aliases_only(pipeline.plan(run))
-    if not json_:
-        output.render_plan(the_plan)
-    result = pipeline.apply(run, the_plan, reporter=output.ProgressReporter())
+    with _locked(run, "reconcile tag-localhost", lock_timeout):
+        the_plan = pipeline.aliases_only(pipeline.plan(run))
+        if not json_:
+            output.render_plan(the_plan)
+        result = pipeline.apply(run, the_plan, reporter=output.ProgressReporter())
     result.remaining = [a for a in result.remaining if a.kind == "tag"]
     if json_:
         output.emit_json(output.apply_json(the_plan, result))

@@ -35,6 +35,7 @@ class Engine:
         self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._timeout = timeout
         self._local = threading.local()
+        self._info: dict | None = None
         # version="auto" costs one GET /version; later clients reuse the answer.
         self._version = "auto"
         self._version = self._client().api_version
@@ -50,6 +51,14 @@ class Engine:
                 raise _unreachable(self.host, exc) from None
             self._local.client = client
         return client
+
+    def info(self) -> dict:
+        """``GET /info``, once per Engine: the daemon's ID (the lock key, a saved plan's
+        identity) and its registry configuration (mirrors, insecure registries)."""
+        if self._info is None:
+            with self._errors("read daemon info"):
+                self._info = self._client().info()
+        return self._info
 
     def list_images(self) -> list[dict]:
         """Every local image: one ``GET /images/json``."""

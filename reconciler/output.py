@@ -100,6 +100,15 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
     emit(_style(summary_line(plan), None, out, bold=True), out)
 
 
+def plan_text(plan: Plan) -> str:
+    """The plan as `plan` prints it, without colors (kept in a saved plan for `show`)."""
+    import io
+
+    buffer = io.StringIO()
+    render_plan(plan, stream=buffer)
+    return buffer.getvalue()
+
+
 def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     failed = [o for o in result.outcomes if o.status == "failed"]

@@ -18,13 +18,13 @@ from . import builds as builds_mod
 from . import desired as desired_mod
 from . import files as files_mod
 from . import stack as stack_mod
-from .actual import observe, observe_files
+from .actual import ObservedFiles, ObservedImages, observe, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide
 from .plan import Plan, TagAction, narrow
 from .plan import plan as diff
-from .refs import InvalidReference, parse
+from .refs import ImageRef, InvalidReference, parse
 
 if TYPE_CHECKING:
     from .apply import ApplyResult, Reporter
@@ -43,6 +43,7 @@ class Run:
     targets: list[str] = field(default_factory=list)  # --target services: a partial plan
     replace: frozenset[str] = frozenset()  # --replace services
     force: bool = False  # --force: rebuild every service
+    refresh_remote: bool = False  # --refresh-remote: ask registries for upstream drift
     _engine: Engine | None = None
 
     @property
@@ -65,6 +66,7 @@ def prepare(
     targets: list[str] | None = None,
     replace: list[str] | None = None,
     force: bool = False,
+    refresh_remote: bool = False,
 ) -> Run:
     """Load the stack and compute the desired state.  ``images`` replaces the
     stack's base images by the given references and leaves out builds and
@@ -93,20 +95,70 @@ def prepare(
     state.files = files_mod.desired_files(loaded, decision)
     overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in state.files}
     state.builds = builds_mod.build_specs(loaded, uses, overlay)
-    return Run(loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force)
+    return Run(loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force, refresh_remote)
 
 
-def plan(run: Run) -> Plan:
-    """Read the daemon once (and the files the stack writes), diff against the desired state."""
+@dataclass
+class Observation:
+    """The actual state a plan is computed from: one image list, the files, and
+    (with ``--refresh-remote``) each base image's digest in its registry."""
+
+    images: ObservedImages
+    files: ObservedFiles
+    remote: dict[ImageRef, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # registries that could not be asked
+
+
+def observe_state(run: Run) -> Observation:
+    images = observe(run.engine.list_images())
+    files = observe_files([f.dest for f in run.desired.files])
+    observation = Observation(images, files)
+    if run.refresh_remote:
+        observation.remote, observation.warnings = remote_digests(run)
+    return observation
+
+
+def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
+    """Ask each base image's registry for its current digest, where the daemon
+    would pull it from (its Docker Hub mirror, if it has one).  An unreachable
+    registry is a warning for that image, never fatal."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .errors import EngineError
+    from .registry import remote_digest
+
+    config = run.engine.info().get("RegistryConfig") or {}
+    mirrors = {"docker.io": m} if (m := next(iter(config.get("Mirrors") or []), None)) else {}
+    insecure = [name for name, index in (config.get("IndexConfigs") or {}).items() if not index.get("Secure", True)]
+    refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
+
+    def ask(ref: ImageRef) -> str | EngineError:
+        try:
+            return remote_digest(ref, mirrors=mirrors, insecure_hosts=insecure)
+        except EngineError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = dict(zip(refs, pool.map(ask, refs)))
+    found = {ref: answer for ref, answer in answers.items() if isinstance(answer, str)}
+    problems = [f"cannot check {ref} upstream: {answer}" for ref, answer in answers.items() if not isinstance(answer, str)]
+    return found, problems
+
+
+def plan(run: Run, observation: Observation | None = None) -> Plan:
+    """Diff the actual state (read now unless given) against the desired state."""
+    seen = observation or observe_state(run)
     the_plan = diff(
         run.desired,
-        observe(run.engine.list_images()),
+        seen.images,
         run.network,
-        observe_files([f.dest for f in run.desired.files]),
+        seen.files,
         replace=run.replace,
         force=run.force,
         previous=builds_mod.RecordStore().get,
+        remote=seen.remote,
     )
+    the_plan.warnings += seen.warnings
     return narrow(the_plan, run.targets) if run.targets else the_plan
 
 
@@ -116,7 +168,8 @@ def apply(run: Run, the_plan: Plan, *, parallelism: int = 4, reporter: Reporter 
     from .apply import apply as execute
 
     outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter)
-    return ApplyResult(outcomes=outcomes, remaining=plan(run).actions)
+    # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
+    return ApplyResult(outcomes=outcomes, remaining=plan(replace(run, replace=frozenset(), force=False)).actions)
 
 
 def aliases_only(the_plan: Plan) -> Plan:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from . import builds as b
 from .actual import ObservedFiles, ObservedImages
 from .builds import BuildSpec
+from .context import dockerfile_in_context
 from .desired import DesiredState
 from .files import FileSpec, unified_diff
 from .network import NetworkDecision
@@ -52,6 +53,10 @@ class PullAction(Action):
     kind: ClassVar[str] = "pull"
     image: ImageRef = None  # type: ignore[assignment]
     serves: tuple[ImageRef, ...] = ()
+
+    @property
+    def symbol(self) -> str:  # type: ignore[override]
+        return "~" if self.before else "+"  # remote-changed: the local copy is replaced
 
     def to_json(self) -> dict:
         return {**super().to_json(), "image": self.image.familiar, "serves": [r.familiar for r in self.serves]}
@@ -167,15 +172,33 @@ def plan(
     replace: frozenset[str] = frozenset(),
     force: bool = False,
     previous: Callable[[str], dict | None] = lambda inputs_hash: None,
+    remote: dict[ImageRef, str] | None = None,
 ) -> Plan:
     """``replace`` / ``force`` rebuild those services (all) whatever their hash;
-    ``previous`` finds an old inputs record by hash, to name changed files."""
+    ``previous`` finds an old inputs record by hash, to name changed files;
+    ``remote`` holds the registry's current digest of base images (``--refresh-remote``):
+    a local copy that is not that digest is pulled again."""
+    remote = remote or {}
     result = Plan(network=network, warnings=list(desired.warnings))
     pulled: set[ImageRef] = set()
     for need in desired.presence:
         image_id = observed.image_id(need.ref)
+        upstream = remote.get(need.ref)
+        if image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
+            result.actions.append(
+                PullAction(
+                    address=pull_address(need.ref),
+                    reason="remote-changed",
+                    detail=f"the registry now serves {upstream[:19]}; the local copy is {short_id(image_id)}",
+                    before=image_id,
+                    image=need.ref,
+                    serves=need.serves,
+                )
+            )
+            pulled.add(need.ref)
+            continue
         if image_id:
-            result.unchanged.append(f"{need.ref} is present as {short_id(image_id)}")
+            result.unchanged.append(f"{need.ref} is present as {short_id(image_id)}" + (" (same as upstream)" if upstream else ""))
             continue
         serves = ", ".join(str(r) for r in need.serves if r != need.ref)
         result.actions.append(
@@ -286,7 +309,9 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
             result.unchanged.append(f"{spec.image} is up to date (inputs {label[7:19]})")
             continue
         else:
-            reason, detail = _why_rebuild(label, labels.get(b.LABEL_PARTS), inputs, upstream, previous)
+            reason, detail = _why_rebuild(
+                label, labels.get(b.LABEL_PARTS), inputs, upstream, previous, dockerfile_in_context(spec.context, spec.dockerfile)
+            )
         hashes[spec.service] = inputs_hash if reason != "base-changed" else None
         result.actions.append(
             BuildAction(
@@ -298,7 +323,9 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
         by_address.add(build_address(spec.service))
 
 
-def _why_rebuild(label: str, parts_label: str | None, inputs: dict, upstream: list[str], previous) -> tuple[str, str]:
+def _why_rebuild(
+    label: str, parts_label: str | None, inputs: dict, upstream: list[str], previous, dockerfile: str
+) -> tuple[str, str]:
     """Why an image whose label differs must be rebuilt.  ``base-changed``
     means only what a base resolves to differs, and an upstream pull, tag or
     build decides that: apply decides again after it."""
@@ -314,7 +341,7 @@ def _why_rebuild(label: str, parts_label: str | None, inputs: dict, upstream: li
         if unknown:
             return "base-changed", f"decided after {', '.join(upstream)}: rebuilt only if {', '.join(unknown)} changes"
         return "base-changed", b.describe_changes(["bases"], previous(label), inputs) + f" (by {', '.join(upstream)})"
-    return "inputs-changed", b.describe_changes(changed, previous(label), inputs) or "inputs hash differs"
+    return "inputs-changed", b.describe_changes(changed, previous(label), inputs, dockerfile=dockerfile) or "inputs hash differs"
 
 
 def narrow(the_plan: Plan, services: list[str]) -> Plan:

@@ -1,0 +1,161 @@
+"""Saved plans: ``reconcile plan --out FILE``, then ``reconcile apply FILE``.
+
+A saved plan holds the options it was made with, the plan itself, and a
+*fingerprint* of everything it was computed from: the stack's inputs, the
+network decision, the daemon's identity and the observed state of every image
+and file the plan reads.  Apply recomputes the fingerprint from a fresh read
+and refuses when anything differs, naming what changed -- terraform's "saved
+plan is stale".  The plan applied is then computed from identical inputs, so
+it is exactly the plan that was saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import builds
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .pipeline import Observation, Run
+    from .plan import Plan
+
+FORMAT_VERSION = "1.0"
+KIND = "reconcile-saved-plan"
+
+
+def fingerprint(run: Run, seen: Observation) -> dict:
+    """Everything the plan depends on, as plain JSON values."""
+    stack = run.stack
+    images = {ref.familiar: seen.images.image_id(ref) for ref in _images_read(run)}
+    labels = {}
+    for spec in run.desired.builds:
+        image_id = seen.images.image_id(spec.image)
+        labels[spec.image.familiar] = (seen.images.labels.get(image_id) or {}).get(builds.LABEL_INPUTS) if image_id else None
+    return {
+        "stack": {
+            "file": _sha256(stack.path.read_bytes()),
+            "builds": {
+                spec.service: builds.digest({**builds.record(spec, {}), "bases": [r.familiar for r in spec.bases]})
+                for spec in run.desired.builds
+            },
+            "files": {spec.rel: f"{spec.mode:o}:{_sha256(spec.content)}" for spec in run.desired.files},
+            "base_images": [b.ref.familiar for b in run.bases],
+        },
+        "network": {"mode": run.network.mode, "registry": run.network.registry, "alias_prefix": run.network.alias_prefix},
+        "daemon": run.engine.info().get("ID"),
+        "images": images,
+        "labels": labels,
+        "files": {
+            run.stack.rel(path): None if content is None else f"{mode:o}:{_sha256(content)}"
+            for path, (content, mode) in seen.files.items()
+        },
+        "remote": {ref.familiar: digest for ref, digest in sorted(seen.remote.items(), key=lambda kv: kv[0].familiar)},
+    }
+
+
+def _images_read(run: Run):
+    refs = [p.ref for p in run.desired.presence] + [a.alias for a in run.desired.aliases]
+    refs += [spec.image for spec in run.desired.builds]
+    return sorted(set(refs), key=lambda r: r.familiar)
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write(path: Path, *, options: dict, the_plan: Plan, print_: dict, rendered: str) -> None:
+    """Write the saved plan atomically."""
+    document = {
+        "format_version": FORMAT_VERSION,
+        "kind": KIND,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "options": options,
+        "fingerprint": print_,
+        "plan": the_plan.to_json(),
+        "rendered": rendered,
+    }
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write the saved plan: {exc}", where=str(path), hint="choose a writable path for --out") from None
+
+
+def read(path: Path) -> dict:
+    """Read and check a saved plan: a newer major format is refused."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("saved plan not found", where=str(path), hint="write one with: reconcile plan --out FILE") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"not a readable saved plan: {exc}", where=str(path), hint="write one with: reconcile plan --out FILE") from None
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise InputError("not a reconcile saved plan", where=str(path), hint="write one with: reconcile plan --out FILE")
+    version = str(document.get("format_version", ""))
+    major = version.split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        newer = major.isdigit() and int(major) > int(FORMAT_VERSION.split(".")[0])
+        raise InputError(
+            f"saved plan format {version} is {'newer than' if newer else 'not'} what this reconcile reads ({FORMAT_VERSION.split('.')[0]}.x)",
+            where=str(path),
+            hint="upgrade reconcile" if newer else "write the plan again with: reconcile plan --out FILE",
+        )
+    return document
+
+
+def changes(saved: dict, fresh: dict, limit: int = 5) -> list[str]:
+    """People's words for how ``fresh`` differs from ``saved`` (two fingerprints)."""
+    from deepdiff import DeepDiff
+
+    diff = DeepDiff(saved, fresh, ignore_order=False, verbose_level=2, view="tree")
+    words = []
+    for kind in ("values_changed", "type_changes", "dictionary_item_added", "dictionary_item_removed", "iterable_item_added", "iterable_item_removed"):
+        for level in diff.get(kind, []):
+            path = level.path(output_format="list")
+            before = None if kind in ("dictionary_item_added", "iterable_item_added") else level.t1
+            after = None if kind in ("dictionary_item_removed", "iterable_item_removed") else level.t2
+            words.append(_describe(path, before, after))
+    shown = words[:limit]
+    if len(words) > limit:
+        shown.append(f"and {len(words) - limit} more")
+    return shown
+
+
+_WHAT = {
+    "images": "image {key}",
+    "labels": "build label of {key}",
+    "files": "file {key}",
+    "remote": "upstream digest of {key}",
+    "daemon": "the daemon",
+    "network": "network {key}",
+}
+
+
+def _describe(path: list, before, after) -> str:
+    head = str(path[0])
+    key = str(path[-1]) if len(path) > 1 else ""
+    if head == "stack":
+        part = str(path[1]) if len(path) > 1 else ""
+        what = {"file": "the stack file", "builds": f"the inputs of service {key}", "files": f"the rendered content of {key}",
+                "base_images": "the list of base images"}.get(part, "the stack")
+        return f"{what} changed"
+    what = _WHAT.get(head, head).format(key=key)
+    return f"{what}: {_short(before)} → {_short(after)}"
+
+
+def _short(value) -> str:
+    if value is None:
+        return "absent"
+    text = str(value)
+    return text[:19] if text.startswith("sha256:") else text
