@@ -118,7 +118,8 @@ def changes(saved: dict, fresh: dict, limit: int = 5) -> list[str]:
     """People's words for how ``fresh`` differs from ``saved`` (two fingerprints)."""
     from deepdiff import DeepDiff
 
-    diff = DeepDiff(saved, fresh, ignore_order=False, verbose_level=2, view="tree")
+    # threshold_to_diff_deeper=0: name each changed key, never "the whole dict changed".
+    diff = DeepDiff(saved, fresh, verbose_level=2, view="tree", threshold_to_diff_deeper=0)
     words = []
     for kind in ("values_changed", "type_changes", "dictionary_item_added", "dictionary_item_removed", "iterable_item_added", "iterable_item_removed"):
         for level in diff.get(kind, []):
