@@ -10,7 +10,7 @@ ENGINE_ROOT ?= /tmp/reconcile-engine
 export RECONCILE_ENGINE_ROOT := $(ENGINE_ROOT)
 APT_PACKAGES := docker.io docker-registry busybox-static
 
-.PHONY: demo test unit docs engine engine-down deps system-deps clean
+.PHONY: demo test unit docs bench engine engine-down deps system-deps clean
 
 # The demo works on a copy of desired/ (build/demo), so rendered files and the
 # edit it makes never touch the repository.
@@ -40,6 +40,10 @@ unit: deps
 
 docs: deps
 	$(PY) docs/generate.py
+
+bench: deps
+	$(PY) benchmarks/context_hash.py 20000 4
+	$(PY) benchmarks/context_hash.py 2000 256
 
 engine: deps
 	$(PY) -m tests.harness up >/dev/null
