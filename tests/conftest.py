@@ -48,6 +48,33 @@ class Result:
     def json(self):
         return json.loads(self.out)
 
+    def stream(self) -> "Stream":
+        """``apply --json``'s line stream (docs/machine-output.md), gathered."""
+        lines = [json.loads(line) for line in self.out.splitlines() if line.strip()]
+        last = lines[-1] if lines and lines[-1]["type"] == "change_summary" else {"changes": {}, "verify": {}}
+        planned = [line["change"] for line in lines if line["type"] == "planned_change"]
+        ended = {line["hook"]["address"]: line["hook"] for line in lines if line["type"] in ("apply_complete", "apply_errored")}
+        order = [a["address"] for a in planned]
+        return Stream(
+            lines=lines,
+            planned=planned,
+            outcomes=[ended[a] for a in order if a in ended] + [o for a, o in ended.items() if a not in order],
+            summary=last["changes"],
+            verify=last["verify"],
+        )
+
+
+@dataclass
+class Stream:
+    lines: list[dict]
+    planned: list[dict]  # planned_change: the actions, in plan order
+    outcomes: list[dict]  # apply_complete / apply_errored hooks, in plan order
+    summary: dict  # change_summary's changes
+    verify: dict
+
+    def progress(self, address: str) -> list[dict]:
+        return [line["hook"]["event"] for line in self.lines if line["type"] == "apply_progress" and line["hook"]["address"] == address]
+
 
 @pytest.fixture
 def cli(engine, tmp_path):

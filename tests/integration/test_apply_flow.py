@@ -61,10 +61,11 @@ def test_an_unreachable_registry_is_tried_three_times_then_reported(cli, daemon,
 
     result = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
     assert result.code == 1
-    pull = result.json()["outcomes"][0]
+    done = result.stream()
+    pull = done.outcomes[0]
     assert pull["status"] == "failed"
     assert pull["message"] == f"pull {dead}/aihpc/redis:7-alpine failed (after 3 attempts)"
     assert "connection refused" in pull["error"]
-    assert result.err.count("attempt 1 failed, retrying") == 1
-    assert result.err.count("attempt 2 failed, retrying") == 1
+    retries = [e["status"] for e in done.progress(pull["address"]) if "error" in e]
+    assert retries == ["attempt 1 failed, retrying", "attempt 2 failed, retrying"]
     assert tags(daemon) == {}

@@ -29,15 +29,15 @@ def four_steps(cli, env, stack):
     assert first.code == 2, first.err
     applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
     assert applied.code == 0, applied.out + applied.err
-    done = applied.json()
-    assert [o["address"] for o in done["outcomes"]] == [a["address"] for a in first.json()["actions"]]
-    assert {o["status"] for o in done["outcomes"]} <= {"succeeded", "unchanged"}
-    assert done["verify"] == {"converged": True, "remaining": []}
+    done = applied.stream()
+    assert [o["address"] for o in done.outcomes] == [a["address"] for a in first.json()["actions"]]
+    assert {o["status"] for o in done.outcomes} <= {"succeeded", "unchanged"}
+    assert done.verify == {"converged": True, "remaining": []}
     again = cli("plan", "--detailed-exitcode", "-s", str(stack), env=env)
     assert again.code == 0, again.out + again.err
     assert "No changes. Images and files are up to date." in again.out
     rerun = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env)
-    assert rerun.code == 0 and rerun.json()["outcomes"] == []
+    assert rerun.code == 0 and rerun.stream().outcomes == []
     return first.json(), done
 
 
@@ -151,9 +151,9 @@ def test_a_tag_whose_alias_already_matches_after_the_pull_is_reported_unchanged(
         ("tag[localhost/redis:7-alpine]", "moved"),
         ("build[api]", "missing"),
     ]
-    applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env).json()
-    assert [o["status"] for o in applied["outcomes"]] == ["succeeded", "unchanged", "succeeded"]
-    assert applied["verify"]["converged"]
+    applied = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=env).stream()
+    assert [o["status"] for o in applied.outcomes] == ["succeeded", "unchanged", "succeeded"]
+    assert applied.verify["converged"]
 
 
 def test_a_digest_pinned_base_is_pulled_by_digest_and_warned_about(cli, daemon, make_stack):
@@ -198,16 +198,24 @@ def test_apply_without_a_terminal_refuses_unless_auto_approved(cli, daemon, make
     assert tags(daemon) == {}
 
 
-def test_the_example_stack_converges_in_internal_mode(cli, daemon):
+def test_the_example_stack_converges_in_internal_mode(cli, daemon, tmp_path):
+    import shutil
     from pathlib import Path
 
     from tests import seeding
 
-    example = Path(__file__).resolve().parents[2] / "desired"
+    # A copy as a clean checkout has it (no rendered files): apply renders into the stack folder.
+    source = Path(__file__).resolve().parents[2] / "desired"
+    rendered = {line for line in (source / ".gitignore").read_text().splitlines() if line and not line.startswith("#")}
+    example = tmp_path / "desired"
+    shutil.copytree(source, example, ignore=lambda folder, names: [
+        n for n in names if str((Path(folder) / n).relative_to(source)) in rendered
+    ])
     seeding.seed_stack(daemon, str(example))
     env = internal_env(daemon)
     applied = cli("apply", "--auto-approve", "--json", "-s", str(example), env=env)
     assert applied.code == 0, applied.out[-2000:] + applied.err[-2000:]
-    assert applied.json()["summary"]["failed"] == 0
+    done = applied.stream()
+    assert done.summary["failed"] == 0 and done.summary["built"] == 11 and done.summary["written"] == 2
     again = cli("plan", "--detailed-exitcode", "-s", str(example), env=env)
     assert again.code == 0 and "No changes." in again.out
