@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .context import Entry, HashCache, context_record
+from .context import Entry, HashCache, context_record, write_atomically
 from .dockerfiles import ImageUse
 from .errors import InputError, where
 from .refs import ImageRef, parse
@@ -61,6 +61,13 @@ def build_specs(
                 needs[by_image[use.ref]] = use.ref
             else:
                 bases.append(use.ref)
+        for decisive in (service.dockerfile, service.context / ".dockerignore"):
+            if decisive in overlay:
+                raise InputError(
+                    f"a [[templates]] or [[files]] entry writes {stack.rel(decisive)}, which decides how service "
+                    f"{service.name!r} is built", where=stack.rel(stack.path),
+                    hint="render the Dockerfile and .dockerignore yourself, or use build args",
+                )
         try:
             dockerfile_sha = hashlib.sha256(service.dockerfile.read_bytes()).hexdigest()
         except OSError as exc:
@@ -166,19 +173,13 @@ class RecordStore:
 
     def get(self, inputs_hash: str) -> dict | None:
         try:
-            return json.loads((self.directory / f"{inputs_hash.removeprefix('sha256:')}.json").read_text())
+            found = json.loads((self.directory / f"{inputs_hash.removeprefix('sha256:')}.json").read_text())
         except (OSError, ValueError):
             return None
+        return found if isinstance(found, dict) else None
 
     def put(self, inputs_hash: str, inputs: dict) -> None:
-        import os
-        import tempfile
-
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".record.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(inputs, f)
-            os.replace(tmp, self.directory / f"{inputs_hash.removeprefix('sha256:')}.json")
+            write_atomically(self.directory / f"{inputs_hash.removeprefix('sha256:')}.json", json.dumps(inputs).encode())
         except OSError:
             pass  # only the plan's wording depends on it

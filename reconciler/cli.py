@@ -108,7 +108,10 @@ def plan(
                         rendered=output.plan_text(the_plan))
     except ReconcileError:
         if metrics_file is not None:
-            _metrics(metrics_file, run, None, started)
+            try:
+                _metrics(metrics_file, run, None, started)
+            except ReconcileError as exc:  # the check's own error is the one to report
+                print(f"warning: {exc}", file=sys.stderr)
         raise
     if json_:
         output.emit_json(the_plan.to_json())

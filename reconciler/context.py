@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import tempfile
@@ -57,6 +58,8 @@ def context_paths(context: Path, dockerfile: Path) -> list[str]:
         return sorted(exclude_paths(str(context), ignore_patterns(context), dockerfile=dockerfile_in_context(context, dockerfile)))
     except OSError as exc:
         raise InputError(f"cannot read build context: {exc}", where=str(context), hint="check permissions") from None
+    except re.error as exc:  # docker-py turns each pattern into a regular expression
+        raise InputError(f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern") from None
 
 
 class HashCache:
@@ -65,16 +68,17 @@ class HashCache:
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "file-hashes.json"
         try:
-            self.known: dict[str, list] = json.loads(self.path.read_text())
+            known = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            self.known = {}
+            known = {}
+        self.known: dict[str, list] = known if isinstance(known, dict) else {}  # a damaged cache is no cache
         self.changed = False
 
     def sha256(self, path: Path, st: os.stat_result) -> str:
         key = str(path)
         mark = [st.st_size, st.st_mtime_ns, st.st_ino]
         hit = self.known.get(key)
-        if hit and hit[:3] == mark:
+        if isinstance(hit, list) and len(hit) == 4 and hit[:3] == mark:
             return hit[3]
         digest = hashlib.sha256()
         with open(path, "rb") as f:
@@ -88,11 +92,7 @@ class HashCache:
         if not self.changed:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".file-hashes.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.known, f)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps(self.known).encode())
             self.changed = False
         except OSError:
             pass  # a cache that cannot be written only costs time next run
@@ -143,7 +143,10 @@ def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
     from docker.utils.build import PatternMatcher
 
     patterns = ignore_patterns(context) + [f"!{dockerfile_in_context(context, dockerfile)}"]
-    return PatternMatcher(patterns).matches(rel)
+    try:
+        return PatternMatcher(patterns).matches(rel)
+    except re.error as exc:
+        raise InputError(f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern") from None
 
 
 @dataclass
@@ -164,28 +167,59 @@ def pack(context: Path, dockerfile: Path) -> PackedContext:
     inside = dockerfile_in_context(context, dockerfile)
     record: dict[str, Entry] = {}
     spool = tempfile.TemporaryFile()
-    with tarfile.open(fileobj=spool, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for rel in context_paths(context, dockerfile):
-            path = context / rel
-            info = tar.gettarinfo(str(path), arcname=rel)
-            if info is None:  # sockets and the like: the daemon would not get them either
-                continue
-            info.mtime = int(info.mtime)
-            if info.issym():
-                record[rel] = f"l:{info.linkname}"
-            if not info.isfile():
-                tar.addfile(info)
-                continue
-            with open(path, "rb") as f:
-                data = f.read()
-            info.size = len(data)
-            record[rel] = f"{stat.S_IMODE(info.mode):o}:{hashlib.sha256(data).hexdigest()}"
-            tar.addfile(info, io.BytesIO(data))
-        if inside == DOCKERFILE_IN_TAR:
-            data = dockerfile.read_bytes()
-            info = tarfile.TarInfo(DOCKERFILE_IN_TAR)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+    try:
+        with tarfile.open(fileobj=spool, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            for rel in context_paths(context, dockerfile):
+                path = context / rel
+                info = tar.gettarinfo(str(path), arcname=rel)
+                if info is None:  # sockets and the like: the daemon would not get them either
+                    continue
+                info.mtime = int(info.mtime)
+                if info.islnk():  # a second name of a hard link: sent as the file it is, as it was hashed
+                    info.type, info.linkname, info.size = tarfile.REGTYPE, "", path.stat().st_size
+                if info.issym():
+                    record[rel] = f"l:{info.linkname}"
+                if not info.isfile():
+                    tar.addfile(info)
+                    continue
+                with open(path, "rb") as f:
+                    reader = _Hashing(f)
+                    tar.addfile(info, reader)  # streams: a context may hold files larger than memory
+                record[rel] = f"{stat.S_IMODE(info.mode):o}:{reader.digest.hexdigest()}"
+            if inside == DOCKERFILE_IN_TAR:
+                data = dockerfile.read_bytes()
+                info = tarfile.TarInfo(DOCKERFILE_IN_TAR)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    except OSError as exc:  # a file removed or made unreadable since the plan
+        spool.close()
+        raise InputError(f"cannot read the build context: {exc}", where=str(context), hint="check the files, then apply again") from None
     spool.seek(0)
     return PackedContext(spool, inside, record)
 
+
+
+class _Hashing:
+    """A file reader that hashes what tarfile reads from it."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f = f
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.digest.update(data)
+        return data
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """A temp file beside ``path``, then a rename; the temp file never stays behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

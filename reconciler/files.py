@@ -147,8 +147,11 @@ def render(env, stack: Stack, src: str, variables: dict, network: NetworkDecisio
         return env.get_template(src).render(context).encode("utf-8")
     except jinja2.TemplateSyntaxError as exc:
         raise InputError(f"template syntax error: {exc.message}", where=where(src, exc.lineno), hint="fix the template") from None
-    except jinja2.TemplateNotFound:
-        raise InputError(f"template {src} not found", hint="fix templates.src (relative to the stack folder)") from None
+    except jinja2.TemplateNotFound as exc:
+        if exc.name == src:
+            raise InputError(f"template {src} not found", hint="fix templates.src (relative to the stack folder)") from None
+        raise InputError(f"template {exc.name} not found (included from {src})", where=src,
+                         hint="fix the include (paths are relative to the stack folder)") from None
     except (jinja2.UndefinedError, jinja2.exceptions.SecurityError) as exc:
         kind = "unsafe access in template" if isinstance(exc, jinja2.exceptions.SecurityError) or "unsafe" in str(exc) else "undefined variable"
         raise InputError(

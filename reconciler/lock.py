@@ -40,13 +40,12 @@ class LockedError(ReconcileError):
 
 
 def lock_dir() -> Path:
-    """``RECONCILE_CACHE_DIR`` if set, else ``$XDG_RUNTIME_DIR/reconcile`` (tmpfs, per user), else the cache dir."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and not os.environ.get(ENV_DIR) and os.access(runtime, os.W_OK):
-        return Path(runtime) / "reconcile"
+    """``locks/`` in the user's cache dir (``RECONCILE_CACHE_DIR`` if set).  One
+    place whatever the environment: a terminal with ``XDG_RUNTIME_DIR`` and a cron
+    job without it must find the same lock."""
     from .network import cache_dir
 
-    return cache_dir()
+    return cache_dir() / "locks"
 
 
 def lock_path(daemon_id: str, directory: Path | None = None) -> Path:

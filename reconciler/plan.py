@@ -334,6 +334,8 @@ def _why_rebuild(
     try:
         old_parts = json.loads(parts_label or "")
     except ValueError:
+        old_parts = None
+    if not isinstance(old_parts, dict):
         return "inputs-changed", "inputs hash differs (no per-part record on the image)"
     changed = b.changed_parts(old_parts, inputs)
     if changed in (["bases"], []) and upstream:

@@ -153,6 +153,8 @@ def _credentials(docker_config: Path | None, hosts: tuple[str, ...]) -> str | No
         auths = json.loads(path.read_text()).get("auths") or {}
     except (OSError, ValueError, AttributeError):
         return None
+    if not isinstance(auths, dict):  # a damaged config: ask as if there were no credentials
+        return None
     # Keys may be "host", "https://host" or "https://index.docker.io/v1/".
     by_host = {urlsplit(k if "://" in k else f"//{k}").netloc: v for k, v in auths.items() if isinstance(v, dict)}
     for host in hosts:

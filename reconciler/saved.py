@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from . import builds
+from .context import write_atomically
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -83,11 +84,7 @@ def write(path: Path, *, options: dict, the_plan: Plan, print_: dict, rendered: 
     }
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_atomically(path.resolve(), (json.dumps(document, indent=2) + "\n").encode())
     except OSError as exc:
         raise InputError(f"cannot write the saved plan: {exc}", where=str(path), hint="choose a writable path for --out") from None
 
@@ -111,7 +108,53 @@ def read(path: Path) -> dict:
             where=str(path),
             hint="upgrade reconcile" if newer else "write the plan again with: reconcile plan --out FILE",
         )
+    try:
+        SavedPlan.model_validate(document)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(part) for part in err["loc"])
+        raise InputError(f"saved plan is damaged: {key}: {err['msg']}", where=str(path),
+                         hint="write it again with: reconcile plan --out FILE") from None
     return document
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SavedOptions(_Closed):
+    """What ``apply FILE`` passes back to ``pipeline.prepare``."""
+
+    stack: str
+    network: str | None = None
+    registry: str | None = None
+    host: str | None = None
+    tag: str | None = None
+    targets: list[str] | None = None
+    replace: list[str] | None = None
+    force: bool = False
+    refresh_remote: bool = False
+
+
+class SavedAction(BaseModel):
+    address: str
+    reason: str
+
+
+class SavedPlanBody(BaseModel):
+    actions: list[SavedAction]
+
+
+class SavedPlan(BaseModel):
+    """The parts of a saved plan that ``show`` and ``apply FILE`` read (additive: extra keys pass)."""
+
+    format_version: str
+    kind: str
+    created: str
+    options: SavedOptions
+    fingerprint: dict
+    plan: SavedPlanBody
+    rendered: str
 
 
 def changes(saved: dict, fresh: dict, limit: int = 5) -> list[str]:

@@ -257,7 +257,8 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
                 where=where(stack_path, locate(text, ["stack", "services"])),
                 hint="fix the glob (relative to the stack folder)",
             )
-    services = []
+    services: list[Service] = []
+    images: dict[str, str] = {}
     for name in sorted(set(found) | set(config.services)):
         explicit = config.services.get(name, ServiceSection())
         loc_line = locate(text, ["services", name])
@@ -296,6 +297,12 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
                 where=where(stack_path, loc_line),
                 hint="fix stack.image_prefix, stack.tag or the service's image",
             ) from None
+        if image_ref.familiar in images:
+            raise InputError(
+                f"services {images[image_ref.familiar]!r} and {name!r} both build {image_ref.familiar}",
+                where=where(stack_path, loc_line), hint="give each service its own image",
+            )
+        images[image_ref.familiar] = name
         services.append(
             Service(
                 name=name,

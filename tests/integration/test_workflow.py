@@ -111,7 +111,7 @@ def _start_apply(daemon, stack: Path, cache: Path, *extra: str) -> subprocess.Po
 def _wait_for_note(cache: Path, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for note in cache.glob("daemon-*.json"):
+        for note in cache.glob("locks/daemon-*.json"):
             try:
                 return json.loads(note.read_text())
             except ValueError:

@@ -236,3 +236,71 @@ def test_a_real_dockerd_trace_message_decodes():
 def test_a_garbled_trace_message_reads_as_no_progress():
     assert buildkit.decode("not base64 at all!") == buildkit.Status()
     assert buildkit.decode(base64.b64encode(b"\x0a\xff").decode()) == buildkit.Status()
+
+
+def test_a_hard_link_is_packed_and_recorded_as_the_file_it_is(tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / "a.txt").write_text("same bytes")
+    os.link(context / "a.txt", context / "b.txt")
+    packed = pack(context, context / "Dockerfile")
+    assert packed.record == context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"))
+    with tarfile.open(fileobj=packed.file) as tar:
+        assert tar.getmember("b.txt").isfile() and tar.extractfile("b.txt").read() == b"same bytes"
+
+
+def test_a_context_file_gone_since_the_plan_is_a_clear_error_when_packing(tmp_path, monkeypatch):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / "a.txt").write_text("a")
+    import reconciler.context as ctx
+
+    real = ctx.context_paths
+    monkeypatch.setattr(ctx, "context_paths", lambda c, d: real(c, d) + ["vanished.txt"])
+    with pytest.raises(InputError, match="cannot read the build context"):
+        pack(context, context / "Dockerfile")
+
+
+def test_a_bad_dockerignore_pattern_is_a_clear_error(tmp_path):
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM x\n")
+    (context / ".dockerignore").write_text("[z-a]\n")
+    with pytest.raises(InputError, match="bad .dockerignore pattern") as caught:
+        context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"))
+    assert caught.value.where.endswith(".dockerignore")
+
+
+@pytest.mark.parametrize("content", ["[]", '{"x": 5}', "not json"])
+def test_a_damaged_hash_cache_is_no_cache(tmp_path, content):
+    (tmp_path / "h.json").write_text(content)
+    path = tmp_path / "f"
+    path.write_text("x")
+    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == builds.hashlib.sha256(b"x").hexdigest()
+
+
+def test_a_file_entry_may_not_write_a_dockerfile(tmp_path):
+    root = _stack(tmp_path / "s", {"api": "FROM redis:7\n"}, '[[files]]\nsrc = "df"\ndest = "src/api/Dockerfile"\n')
+    (root / "df").write_text("FROM nginx:1\n")
+    from reconciler.files import desired_files
+
+    stack = load(root)
+    overlay = {f.dest: "644:x" for f in desired_files(stack, NETWORK)}
+    with pytest.raises(InputError, match="writes src/api/Dockerfile, which decides how service 'api' is built"):
+        builds.build_specs(stack, service_uses(stack), overlay, HashCache(tmp_path / "h.json"))
+
+
+def test_two_services_building_one_image_are_refused(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM redis:7\n"}, '[services.a]\nimage = "same"\n[services.b]\nimage = "same"\n')
+    with pytest.raises(InputError, match="services 'a' and 'b' both build same:v1"):
+        load(root)
+
+
+def test_a_malformed_parts_label_reads_as_no_parts(tmp_path):
+    state = _desired(_stack(tmp_path / "s", {"api": "FROM redis:7\n"}), tmp_path)
+    labels = {builds.LABEL_INPUTS: "sha256:old", builds.LABEL_PARTS: "1"}
+    images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
+    (action,) = plan(state, observe(images), NETWORK).actions
+    assert (action.reason, action.detail) == ("inputs-changed", "inputs hash differs (no per-part record on the image)")

@@ -117,3 +117,8 @@ def test_the_diff_is_unified_and_marks_a_new_file(tmp_path):
     assert unified_diff(spec, None).splitlines()[:3] == ["--- /dev/null", "+++ b/out.txt", "@@ -0,0 +1,2 @@"]
     changed = unified_diff(spec, b"one\nTWO")
     assert "-TWO\n\\ No newline at end of file\n+two\n" in changed
+
+
+def test_a_missing_included_template_names_the_include(tmp_path):
+    with pytest.raises(InputError, match=r"template parts/missing.j2 not found \(included from templates/site.j2\)"):
+        _files(_stack(tmp_path, TEMPLATE_ENTRY, "{% include 'parts/missing.j2' %}\n"))

@@ -144,15 +144,14 @@ def test_unusable_directory_is_a_one_line_error(tmp_path):
     assert not isinstance(caught.value, LockedError)
 
 
-def test_lock_dir_prefers_explicit_then_runtime_then_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+def test_the_lock_dir_is_the_same_with_or_without_a_runtime_dir(monkeypatch, tmp_path):
+    # A deploy from a terminal (XDG_RUNTIME_DIR set) and one from cron (unset) must meet on one lock.
     monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
-    assert lock_dir() == tmp_path / "cache"
-    monkeypatch.delenv("RECONCILE_CACHE_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     (tmp_path / "run").mkdir()
-    assert lock_dir() == tmp_path / "run" / "reconcile"
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
-    assert lock_dir().name == "reconcile" and lock_dir().parent != tmp_path / "missing"
+    with_runtime = lock_dir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert lock_dir() == with_runtime == tmp_path / "cache" / "locks"
 
 
 def test_held_lock_without_a_note_still_refuses(tmp_path):

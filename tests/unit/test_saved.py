@@ -34,6 +34,12 @@ def _changed(**edits) -> dict:
     return fresh
 
 
+MINIMAL = {
+    "kind": saved.KIND, "format_version": "1.0", "created": "2026-11-29T12:00:00Z", "options": {"stack": "/s/stack.toml"},
+    "fingerprint": PRINT, "plan": {"actions": []}, "rendered": "No changes.\n",
+}
+
+
 def test_an_identical_fingerprint_has_no_changes():
     assert saved.changes(PRINT, json.loads(json.dumps(PRINT))) == []
 
@@ -77,7 +83,7 @@ def test_a_file_that_is_not_a_saved_plan_is_refused(tmp_path):
 @pytest.mark.parametrize("version, accepted", [("1.0", True), ("1.7", True), ("2.0", False), ("0.9", False)])
 def test_only_the_same_major_format_is_read(tmp_path, version, accepted):
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"kind": saved.KIND, "format_version": version}))
+    path.write_text(json.dumps({**MINIMAL, "format_version": version}))
     if accepted:
         assert saved.read(path)["format_version"] == version
     else:
@@ -98,3 +104,30 @@ def test_every_stream_line_goes_through_the_schema_models():
     assert set(schema()["discriminator"]["mapping"]) == {
         "version", "diagnostic", "planned_change", "apply_start", "apply_progress", "apply_complete", "apply_errored", "change_summary",
     }
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"options": None}, "saved plan is damaged: options"),
+        ({"options": {"stack": "/s", "colour": "blue"}}, "saved plan is damaged: options.colour"),
+        ({"plan": {"actions": [{"address": "pull[x]"}]}}, "saved plan is damaged: plan.actions.0.reason"),
+    ],
+)
+def test_a_damaged_saved_plan_is_one_clear_error(tmp_path, edit, message):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({**MINIMAL, **edit}))
+    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+        saved.read(path)
+
+
+def test_writing_a_plan_over_a_folder_fails_cleanly(tmp_path):
+    from reconciler.network import NetworkDecision
+    from reconciler.plan import Plan
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    network = NetworkDecision(mode="internal", source="t", registry="h/p", registry_source="t", alias_prefix="localhost")
+    with pytest.raises(InputError, match="cannot write the saved plan"):
+        saved.write(folder, options={}, the_plan=Plan(network=network), print_={}, rendered="")
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []  # no temp file left
