@@ -4,4 +4,4 @@ from .errors import EngineError, InputError, ReconcileError
 from .pipeline import Run, apply, plan, prepare
 
 __all__ = ["EngineError", "InputError", "ReconcileError", "Run", "apply", "plan", "prepare"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
