@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .context import Entry, HashCache, context_record, write_atomically
+from .atomic import write_atomically
+from .context import Entry, HashCache, context_record
 from .dockerfiles import ImageUse
 from .errors import InputError, where
 from .refs import ImageRef, parse
@@ -180,6 +181,7 @@ class RecordStore:
 
     def put(self, inputs_hash: str, inputs: dict) -> None:
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             write_atomically(self.directory / f"{inputs_hash.removeprefix('sha256:')}.json", json.dumps(inputs).encode())
         except OSError:
             pass  # only the plan's wording depends on it

@@ -156,8 +156,6 @@ def apply(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
     """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
-    from . import output
-
     stream = _stream() if json_ else None
     try:
         if plan_file is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .atomic import write_atomically
 from .errors import InputError
 from .network import cache_dir
 
@@ -92,6 +93,7 @@ class HashCache:
         if not self.changed:
             return
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(self.path, json.dumps(self.known).encode())
             self.changed = False
         except OSError:
@@ -211,15 +213,3 @@ class _Hashing:
         self.digest.update(data)
         return data
 
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """A temp file beside ``path``, then a rename; the temp file never stays behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,7 +12,6 @@ Two steps, both free of daemon access:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .builds import BuildSpec
 from .compose import compose_images, interpolation_env

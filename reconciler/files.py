@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .atomic import write_atomically
 from .errors import InputError, where
 
 if TYPE_CHECKING:
@@ -40,16 +40,17 @@ def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
     cfg = stack.config
     specs: list[FileSpec] = []
     env = None
+    text = stack.path.read_text(encoding="utf-8")  # read once: entry lines are only for messages
     for kind, entries in (("template", cfg.templates), ("file", cfg.files)):
         for index, item in enumerate(entries):
             key = f"{kind}s[{index}]"
             src = stack.root / item.src
-            dest_line = _entry_line(stack, f"{kind}s", index, "dest")
+            dest_line = _entry_line(text, f"{kind}s", index, "dest")
             dest = _inside(stack, item.dest, where(stack.rel(stack.path), dest_line, f"{key}.dest"))
             if not src.is_file():
                 raise InputError(
                     f"{key}.src {item.src} is not a file",
-                    where=where(stack.rel(stack.path), _entry_line(stack, f"{kind}s", index, "src"), f"{key}.src"),
+                    where=where(stack.rel(stack.path), _entry_line(text, f"{kind}s", index, "src"), f"{key}.src"),
                     hint="fix the path (relative to the stack folder)",
                 )
             if kind == "template":
@@ -70,9 +71,9 @@ def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
     return specs
 
 
-def _entry_line(stack: Stack, table: str, index: int, key: str) -> int | None:
+def _entry_line(text: str, table: str, index: int, key: str) -> int | None:
     """The line of ``key`` in the ``index``-th ``[[table]]`` (else its header): tomllib keeps no positions."""
-    lines = stack.path.read_text(encoding="utf-8").splitlines()
+    lines = text.splitlines()
     headers = [n for n, text in enumerate(lines) if text.strip().startswith(f"[[{table}]]")]
     if index >= len(headers):
         return None
@@ -190,12 +191,4 @@ def write(spec: FileSpec) -> None:
     if not path.is_relative_to(spec.root):  # a symlink appeared since the plan
         raise InputError(f"destination {spec.rel} now resolves outside the stack folder", hint="remove the symlink")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(spec.content)
-        os.chmod(tmp, spec.mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, spec.content, spec.mode)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .atomic import write_atomically
 from .errors import ReconcileError
 
 POLL_INTERVAL = 0.1
@@ -113,7 +114,5 @@ def _write_note(note: Path, daemon_id: str, command: str) -> None:
     started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     data = dict(pid=os.getpid(), user=user, host=socket.gethostname(), command=command,
                 started=started, daemon_id=daemon_id)
-    tmp = note.with_suffix(f".{os.getpid()}.tmp")
     with contextlib.suppress(OSError):  # the lock is held; a missing note only makes a refusal less specific
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, note)
+        write_atomically(note, (json.dumps(data, indent=2) + "\n").encode())

@@ -13,11 +13,10 @@ dependency on prometheus_client for one file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 
+from .atomic import write_atomically
 from .errors import ReconcileError
 
 KINDS = ("pull", "tag", "build", "write")
@@ -76,17 +75,9 @@ def write_metrics(
         timestamp=time.time() if timestamp is None else timestamp,
     )
     path = Path(path)
-    tmp: str | None = None
     try:
-        # Not ending in .prom, so the collector never reads the half-written file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(fd, 0o644)
-            f.write(text)
-        os.replace(tmp, path)
+        write_atomically(path, text.encode(), 0o644)  # the temp name never ends in .prom: the collector skips it
     except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
         raise ReconcileError(
             f"cannot write the metrics file: {exc.strerror}",
             where=str(path),

@@ -205,7 +205,7 @@ def plan(
             PullAction(
                 address=pull_address(need.ref),
                 reason="missing",
-                detail=f"not present locally" + (f"; provides {serves}" if serves else ""),
+                detail="not present locally" + (f"; provides {serves}" if serves else ""),
                 image=need.ref,
                 serves=need.serves,
             )
@@ -267,15 +267,12 @@ def _plan_writes(specs: list[FileSpec], files: ObservedFiles, result: Plan) -> N
         )
 
 
-def resolve_bases(
-    spec: BuildSpec, desired: DesiredState, image_id: Callable[[ImageRef], str | None], hashes: dict[str, str | None]
+def _resolve_bases(
+    spec: BuildSpec, source_of: dict[ImageRef, ImageRef], image_id: Callable[[ImageRef], str | None], hashes: dict[str, str | None]
 ) -> dict[str, str | None]:
     """What each image the build uses will resolve to: a base's image ID once
     aliases are in place (None if a pull decides it), a sibling's inputs hash."""
-    source_of = {a.alias: a.source for a in desired.aliases}
-    resolved: dict[str, str | None] = {}
-    for ref in spec.bases:
-        resolved[ref.familiar] = image_id(source_of.get(ref, ref))
+    resolved = {ref.familiar: image_id(source_of.get(ref, ref)) for ref in spec.bases}
     for name, image in spec.needs.items():
         resolved[image.familiar] = hashes.get(name)  # a sibling's image: its inputs hash
     return resolved
@@ -287,7 +284,7 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
     source_of = {a.alias: a.source for a in desired.aliases}
     hashes: dict[str, str | None] = {}  # service -> inputs hash (None: known after the pulls)
     for spec in desired.builds:
-        resolved = resolve_bases(spec, desired, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
+        resolved = _resolve_bases(spec, source_of, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
         inputs = b.record(spec, resolved)
         inputs_hash = b.digest(inputs) if None not in resolved.values() else None
         hashes[spec.service] = inputs_hash

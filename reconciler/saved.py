@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from . import builds
-from .context import write_atomically
+from .atomic import write_atomically
 from .errors import InputError
 
 if TYPE_CHECKING:

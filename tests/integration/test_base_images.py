@@ -7,7 +7,6 @@ nothing); and what apply did must be what plan said.
 
 from __future__ import annotations
 
-import pytest
 
 from tests.conftest import HARBOR_PROJECT, internal_env, origin, tags
 

@@ -9,7 +9,6 @@ again (nothing) -- and checks the images through docker-py, not reconcile.
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import textwrap
 from dataclasses import dataclass
