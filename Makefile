@@ -10,7 +10,7 @@ ENGINE_ROOT ?= /tmp/reconcile-engine
 export RECONCILE_ENGINE_ROOT := $(ENGINE_ROOT)
 APT_PACKAGES := docker.io docker-registry busybox-static
 
-.PHONY: demo test unit docs bench engine engine-down deps system-deps clean
+.PHONY: demo test unit lint format docs bench engine engine-down deps system-deps clean
 
 # The demo works on a copy of desired/ (build/demo), so rendered files and the
 # edit it makes never touch the repository.
@@ -38,6 +38,15 @@ test: deps engine
 unit: deps
 	$(PY) -m pytest tests/unit
 
+# ruff: the lint rules and the formatter, both configured in pyproject.toml.
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 docs: deps
 	$(PY) docs/generate.py
 
@@ -64,7 +73,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 clean:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reconciler.context import HashCache, context_record  # noqa: E402
+from reconciler.context import HashCache, context_record
 
 
 def main() -> None:

@@ -157,8 +157,11 @@ def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: flo
         try:
             image_id = engine.pull(action.image, lambda event: report.progress(action, event))
             return Outcome(
-                action, "succeeded", f"pulled {action.image} as {short_id(image_id)}",
-                after=image_id, seconds=time.monotonic() - start,
+                action,
+                "succeeded",
+                f"pulled {action.image} as {short_id(image_id)}",
+                after=image_id,
+                seconds=time.monotonic() - start,
             )
         except NotFoundError as exc:  # the registry said no: asking again will not change that
             error = exc
@@ -171,8 +174,12 @@ def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: flo
     assert error is not None
     attempts = "" if isinstance(error, NotFoundError) else f" (after {PULL_ATTEMPTS} attempts)"
     return Outcome(
-        action, "failed", f"pull {action.image} failed{attempts}",
-        error=str(error), hint=_pull_hint(action, error), seconds=time.monotonic() - start,
+        action,
+        "failed",
+        f"pull {action.image} failed{attempts}",
+        error=str(error),
+        hint=_pull_hint(action, error),
+        seconds=time.monotonic() - start,
     )
 
 
@@ -186,7 +193,10 @@ def _tag(engine: Engine, action: TagAction, target: str | None, report: Reporter
     report.started(action)
     if target is None:
         return Outcome(
-            action, "failed", f"tag {action.image} failed", error=f"{action.source} is not present",
+            action,
+            "failed",
+            f"tag {action.image} failed",
+            error=f"{action.source} is not present",
             hint="pull it first: reconcile apply",
         )
     if action.before == target:
@@ -224,9 +234,16 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
         resolved = resolve_now(action, observed)
         if action.reason == "base-changed":
             label = observed.labels.get(action.before or "", {}).get(builds.LABEL_INPUTS)
-            inputs = builds.record(replace(spec, files=context_record(spec.context, spec.dockerfile, HashCache())), resolved)
+            inputs = builds.record(
+                replace(spec, files=context_record(spec.context, spec.dockerfile, HashCache())), resolved
+            )
             if builds.digest(inputs) == label:
-                return Outcome(action, "unchanged", f"{spec.image}: inputs unchanged after its bases were updated; not rebuilt", after=action.before)
+                return Outcome(
+                    action,
+                    "unchanged",
+                    f"{spec.image}: inputs unchanged after its bases were updated; not rebuilt",
+                    after=action.before,
+                )
         packed = pack(spec.context, spec.dockerfile)
         inputs = builds.record(replace(spec, files=packed.record), resolved)
         inputs_hash = builds.digest(inputs)
@@ -248,11 +265,26 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
                 on_event=lambda event: report.progress(action, event),
             )
     except BuildError as exc:
-        return Outcome(action, "failed", f"build {spec.service} failed", error=str(exc), log=exc.log, seconds=time.monotonic() - start)
+        return Outcome(
+            action,
+            "failed",
+            f"build {spec.service} failed",
+            error=str(exc),
+            log=exc.log,
+            seconds=time.monotonic() - start,
+        )
     except ReconcileError as exc:
-        return Outcome(action, "failed", f"build {spec.service} failed", error=str(exc), seconds=time.monotonic() - start)
+        return Outcome(
+            action, "failed", f"build {spec.service} failed", error=str(exc), seconds=time.monotonic() - start
+        )
     builds.RecordStore().put(inputs_hash, inputs)
-    return Outcome(action, "succeeded", f"built {spec.image} as {short_id(image_id)}", after=image_id, seconds=time.monotonic() - start)
+    return Outcome(
+        action,
+        "succeeded",
+        f"built {spec.image} as {short_id(image_id)}",
+        after=image_id,
+        seconds=time.monotonic() - start,
+    )
 
 
 def resolve_now(action: BuildAction, observed) -> dict[str, str | None]:

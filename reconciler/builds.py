@@ -57,7 +57,8 @@ def build_specs(
                 if by_image[use.ref] == service.name:
                     raise InputError(
                         f"service {service.name!r} builds FROM its own image {use.ref}",
-                        where=where(stack.rel(use.file), use.line), hint="use another base image",
+                        where=where(stack.rel(use.file), use.line),
+                        hint="use another base image",
                     )
                 needs[by_image[use.ref]] = use.ref
             else:
@@ -66,13 +67,16 @@ def build_specs(
             if decisive in overlay:
                 raise InputError(
                     f"a [[templates]] or [[files]] entry writes {stack.rel(decisive)}, which decides how service "
-                    f"{service.name!r} is built", where=stack.rel(stack.path),
+                    f"{service.name!r} is built",
+                    where=stack.rel(stack.path),
                     hint="render the Dockerfile and .dockerignore yourself, or use build args",
                 )
         try:
             dockerfile_sha = hashlib.sha256(service.dockerfile.read_bytes()).hexdigest()
         except OSError as exc:
-            raise InputError(f"cannot read Dockerfile: {exc}", where=stack.rel(service.dockerfile), hint="check the file") from None
+            raise InputError(
+                f"cannot read Dockerfile: {exc}", where=stack.rel(service.dockerfile), hint="check the file"
+            ) from None
         specs[service.name] = BuildSpec(
             service=service.name,
             image=parse(service.image),
@@ -99,7 +103,9 @@ def _ordered(specs: dict[str, BuildSpec]) -> list[BuildSpec]:
         return [specs[name] for name in TopologicalSorter(graph).static_order()]
     except CycleError as exc:
         cycle = " -> ".join(exc.args[1])
-        raise InputError(f"services build FROM each other in a cycle: {cycle}", hint="break the cycle in the Dockerfiles") from None
+        raise InputError(
+            f"services build FROM each other in a cycle: {cycle}", hint="break the cycle in the Dockerfiles"
+        ) from None
 
 
 def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
@@ -127,7 +133,9 @@ def changed_parts(old_parts: dict[str, str], new: dict) -> list[str]:
     return [key for key, value in parts(new).items() if old_parts.get(key) != value]
 
 
-def describe_changes(keys: list[str], old: dict | None, new: dict, limit: int = 3, dockerfile: str | None = None) -> str:
+def describe_changes(
+    keys: list[str], old: dict | None, new: dict, limit: int = 3, dockerfile: str | None = None
+) -> str:
     """People's words for what changed between two records (``old`` may be unknown).
     ``dockerfile``: the Dockerfile's name in the context, said once as "Dockerfile changed"."""
     words = []
@@ -182,6 +190,8 @@ class RecordStore:
     def put(self, inputs_hash: str, inputs: dict) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.directory / f"{inputs_hash.removeprefix('sha256:')}.json", json.dumps(inputs).encode())
+            write_atomically(
+                self.directory / f"{inputs_hash.removeprefix('sha256:')}.json", json.dumps(inputs).encode()
+            )
         except OSError:
             pass  # only the plan's wording depends on it

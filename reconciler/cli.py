@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,33 +28,47 @@ app = typer.Typer(
 )
 
 StackOpt = Annotated[
-    Optional[str],
-    typer.Option("--stack", "-s", envvar="RECONCILE_STACK", help="stack.toml, or the folder holding it [default: ./stack.toml]"),
+    str | None,
+    typer.Option(
+        "--stack", "-s", envvar="RECONCILE_STACK", help="stack.toml, or the folder holding it [default: ./stack.toml]"
+    ),
 ]
-HostOpt = Annotated[Optional[str], typer.Option("--host", "-H", help="Docker daemon address [default: $DOCKER_HOST]")]
+HostOpt = Annotated[str | None, typer.Option("--host", "-H", help="Docker daemon address [default: $DOCKER_HOST]")]
 NetworkOpt = Annotated[
-    Optional[str], typer.Option("--network", help="internal or external: overrides detection and AI_INFRA_NETWORK_ENV")
+    str | None, typer.Option("--network", help="internal or external: overrides detection and AI_INFRA_NETWORK_ENV")
 ]
 RegistryOpt = Annotated[
-    Optional[str], typer.Option("--registry", help="internal registry HOST[:PORT][/PROJECT]; overrides INTERNAL_REGISTRY")
+    str | None, typer.Option("--registry", help="internal registry HOST[:PORT][/PROJECT]; overrides INTERNAL_REGISTRY")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also show what needs no change, and why.")]
-TagOpt = Annotated[Optional[str], typer.Option("--tag", help="Tag of the service images [default: stack.tag].")]
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag of the service images [default: stack.tag].")]
 TargetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--target", help="Only this service's build and what it depends on (repeatable); the plan is partial."),
+    list[str] | None,
+    typer.Option(
+        "--target", help="Only this service's build and what it depends on (repeatable); the plan is partial."
+    ),
 ]
 ReplaceOpt = Annotated[
-    Optional[list[str]], typer.Option("--replace", help="Rebuild this service whatever its inputs, without cache (repeatable).")
+    list[str] | None,
+    typer.Option("--replace", help="Rebuild this service whatever its inputs, without cache (repeatable)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service whatever its inputs, without cache.")]
 
 
-def _prepare(stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False) -> pipeline.Run:
+def _prepare(
+    stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False
+) -> pipeline.Run:
     return pipeline.prepare(
-        stack, network=network, registry=registry, host=host, images=images,
-        tag=tag, targets=target, replace=replace, force=force,
+        stack,
+        network=network,
+        registry=registry,
+        host=host,
+        images=images,
+        tag=tag,
+        targets=target,
+        replace=replace,
+        force=force,
     )
 
 
@@ -62,7 +76,10 @@ RefreshOpt = Annotated[
     bool, typer.Option("--refresh-remote", help="Also ask each base image's registry whether its tag moved upstream.")
 ]
 LockTimeoutOpt = Annotated[
-    float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for another apply on this daemon [default: 0, fail at once].")
+    float,
+    typer.Option(
+        "--lock-timeout", min=0, help="Seconds to wait for another apply on this daemon [default: 0, fail at once]."
+    ),
 ]
 
 
@@ -80,21 +97,31 @@ def plan(
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`.")
+        Path | None,
+        typer.Option("--out", help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`."),
     ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 when converged, 2 when there are changes, 1 on error.")
     ] = False,
     metrics_file: Annotated[
-        Optional[Path], typer.Option("--metrics-file", help="Write drift metrics for node_exporter's textfile collector.")
+        Path | None, typer.Option("--metrics-file", help="Write drift metrics for node_exporter's textfile collector.")
     ] = None,
 ) -> int:
     """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
     from . import output
 
     started = time.monotonic()
-    options = dict(stack=stack, network=network, registry=registry, host=host, tag=tag, targets=target,
-                   replace=replace, force=force, refresh_remote=refresh_remote)
+    options = dict(
+        stack=stack,
+        network=network,
+        registry=registry,
+        host=host,
+        tag=tag,
+        targets=target,
+        replace=replace,
+        force=force,
+        refresh_remote=refresh_remote,
+    )
     run: pipeline.Run | None = None
     try:
         run = pipeline.prepare(**options)
@@ -104,8 +131,13 @@ def plan(
             from . import saved
 
             options.update(stack=str(run.stack.path), host=run.engine.host)
-            saved.write(out, options=options, the_plan=the_plan, print_=saved.fingerprint(run, seen),
-                        rendered=output.plan_text(the_plan))
+            saved.write(
+                out,
+                options=options,
+                the_plan=the_plan,
+                print_=saved.fingerprint(run, seen),
+                rendered=output.plan_text(the_plan),
+            )
     except ReconcileError:
         if metrics_file is not None:
             try:
@@ -139,12 +171,17 @@ def _metrics(path: Path, run, the_plan, started: float) -> None:
 
 @app.command()
 def apply(
-    plan_file: Annotated[Optional[Path], typer.Argument(metavar="[FILE]", help="A plan saved by `plan --out`: applied exactly, without asking.")] = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(metavar="[FILE]", help="A plan saved by `plan --out`: applied exactly, without asking."),
+    ] = None,
     stack: StackOpt = None,
     host: HostOpt = None,
     network: NetworkOpt = None,
     registry: RegistryOpt = None,
-    json_: Annotated[bool, typer.Option("--json", help="Stream one JSON object per line on stdout (docs/machine-output.md).")] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Stream one JSON object per line on stdout (docs/machine-output.md).")
+    ] = False,
     verbose: VerboseOpt = False,
     tag: TagOpt = None,
     target: TargetOpt = None,
@@ -159,11 +196,26 @@ def apply(
     stream = _stream() if json_ else None
     try:
         if plan_file is not None:
-            given = [name for name, value in (("--host", host), ("--network", network), ("--registry", registry),
-                     ("--tag", tag), ("--target", target), ("--replace", replace), ("--force", force), ("--refresh-remote", refresh_remote)) if value]
+            given = [
+                name
+                for name, value in (
+                    ("--host", host),
+                    ("--network", network),
+                    ("--registry", registry),
+                    ("--tag", tag),
+                    ("--target", target),
+                    ("--replace", replace),
+                    ("--force", force),
+                    ("--refresh-remote", refresh_remote),
+                )
+                if value
+            ]
             if given:
-                raise InputError(f"{', '.join(given)} cannot be combined with a saved plan", where="command line",
-                                 hint="a saved plan carries its own options; make a new one with reconcile plan --out")
+                raise InputError(
+                    f"{', '.join(given)} cannot be combined with a saved plan",
+                    where="command line",
+                    hint="a saved plan carries its own options; make a new one with reconcile plan --out",
+                )
             return _apply_saved(plan_file, stack, json_, stream, verbose, parallelism, lock_timeout)
         run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
         run.refresh_remote = refresh_remote
@@ -183,20 +235,29 @@ def _apply_saved(path: Path, stack, json_: bool, stream, verbose: bool, parallel
     document = saved.read(path)
     options = document["options"]
     if stack is not None and find_stack_file(stack) != Path(options["stack"]):  # --stack or $RECONCILE_STACK
-        raise InputError(f"the saved plan is for {options['stack']}, not {find_stack_file(stack)}", where=str(path),
-                         hint="apply it without --stack (and RECONCILE_STACK), or plan the other stack")
+        raise InputError(
+            f"the saved plan is for {options['stack']}, not {find_stack_file(stack)}",
+            where=str(path),
+            hint="apply it without --stack (and RECONCILE_STACK), or plan the other stack",
+        )
     run = pipeline.prepare(**options)
     with _locked(run, f"reconcile apply {path}", lock_timeout):
         seen = pipeline.observe_state(run)
         changes = saved.changes(document["fingerprint"], saved.fingerprint(run, seen))
         if changes:
-            raise InputError(f"saved plan is stale: {'; '.join(changes)}", where=str(path),
-                             hint="nothing was done; plan again with: reconcile plan --out FILE")
+            raise InputError(
+                f"saved plan is stale: {'; '.join(changes)}",
+                where=str(path),
+                hint="nothing was done; plan again with: reconcile plan --out FILE",
+            )
         the_plan = pipeline.plan(run, seen)
         planned = [(a["address"], a["reason"]) for a in document["plan"]["actions"]]
         if [(a.address, a.reason) for a in the_plan.actions] != planned:  # identical inputs make an identical plan
-            raise InputError("saved plan is stale: the plan computed now differs from the saved one", where=str(path),
-                             hint="nothing was done; plan again with: reconcile plan --out FILE")
+            raise InputError(
+                "saved plan is stale: the plan computed now differs from the saved one",
+                where=str(path),
+                hint="nothing was done; plan again with: reconcile plan --out FILE",
+            )
         return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=False)
 
 
@@ -263,7 +324,9 @@ def show(
 
 @app.command("tag-localhost")
 def tag_localhost(
-    images: Annotated[Optional[list[str]], typer.Argument(help="Base images to alias [default: all of the stack's]")] = None,
+    images: Annotated[
+        list[str] | None, typer.Argument(help="Base images to alias [default: all of the stack's]")
+    ] = None,
     stack: StackOpt = None,
     host: HostOpt = None,
     network: NetworkOpt = None,
@@ -291,7 +354,8 @@ def tag_localhost(
 @app.command()
 def images(stack: StackOpt = None, json_: JsonOpt = False) -> int:
     """List the base images the stack needs, and where each is used."""
-    from . import desired, output, stack as stack_mod
+    from . import desired, output
+    from . import stack as stack_mod
 
     loaded = stack_mod.load(stack)
     bases = desired.base_images(loaded)
@@ -311,7 +375,8 @@ def env(
     refresh: Annotated[bool, typer.Option("--refresh", help="Probe again instead of using the cached result.")] = False,
 ) -> int:
     """Show the network mode, where it came from, the internal registry, and each probe's outcome."""
-    from . import output, stack as stack_mod
+    from . import output
+    from . import stack as stack_mod
     from .network import decide
 
     loaded = stack_mod.load(stack)

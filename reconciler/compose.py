@@ -48,7 +48,11 @@ def compose_images(path: Path, env: Mapping[str, str], *, shown_as: str) -> list
     if services is None:
         return []
     if not isinstance(services, yaml.MappingNode):
-        raise InputError("`services` must be a mapping", where=where(shown_as, services.start_mark.line + 1), hint="fix the compose file")
+        raise InputError(
+            "`services` must be a mapping",
+            where=where(shown_as, services.start_mark.line + 1),
+            hint="fix the compose file",
+        )
     uses = []
     for key, service in services.value:
         image = _child(service, "image")
@@ -56,11 +60,17 @@ def compose_images(path: Path, env: Mapping[str, str], *, shown_as: str) -> list
             continue
         line = image.start_mark.line + 1
         if not isinstance(image, yaml.ScalarNode):
-            raise InputError(f"services.{key.value}.image must be a string", where=where(shown_as, line), hint="fix the compose file")
+            raise InputError(
+                f"services.{key.value}.image must be a string", where=where(shown_as, line), hint="fix the compose file"
+            )
         try:
             result = substitute(image.value, env, escape="$")
         except SubstitutionError as exc:
-            raise InputError(str(exc), where=where(shown_as, line, f"services.{key.value}.image"), hint="set the variable in the environment or the env file") from None
+            raise InputError(
+                str(exc),
+                where=where(shown_as, line, f"services.{key.value}.image"),
+                hint="set the variable in the environment or the env file",
+            ) from None
         try:
             ref = parse(result.value)
         except InvalidReference as exc:

@@ -56,11 +56,15 @@ def context_paths(context: Path, dockerfile: Path) -> list[str]:
     if not context.is_dir():
         raise InputError(f"build context {context} is not a folder", hint="fix the service's context")
     try:
-        return sorted(exclude_paths(str(context), ignore_patterns(context), dockerfile=dockerfile_in_context(context, dockerfile)))
+        return sorted(
+            exclude_paths(str(context), ignore_patterns(context), dockerfile=dockerfile_in_context(context, dockerfile))
+        )
     except OSError as exc:
         raise InputError(f"cannot read build context: {exc}", where=str(context), hint="check permissions") from None
     except re.error as exc:  # docker-py turns each pattern into a regular expression
-        raise InputError(f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern") from None
+        raise InputError(
+            f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern"
+        ) from None
 
 
 class HashCache:
@@ -144,11 +148,13 @@ def context_record(
 def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
     from docker.utils.build import PatternMatcher
 
-    patterns = ignore_patterns(context) + [f"!{dockerfile_in_context(context, dockerfile)}"]
+    patterns = [*ignore_patterns(context), f"!{dockerfile_in_context(context, dockerfile)}"]
     try:
         return PatternMatcher(patterns).matches(rel)
     except re.error as exc:
-        raise InputError(f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern") from None
+        raise InputError(
+            f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern"
+        ) from None
 
 
 @dataclass
@@ -168,7 +174,7 @@ def pack(context: Path, dockerfile: Path) -> PackedContext:
     """
     inside = dockerfile_in_context(context, dockerfile)
     record: dict[str, Entry] = {}
-    spool = tempfile.TemporaryFile()
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 -- handed to the caller, who closes it
     try:
         with tarfile.open(fileobj=spool, mode="w", format=tarfile.GNU_FORMAT) as tar:
             for rel in context_paths(context, dockerfile):
@@ -195,10 +201,11 @@ def pack(context: Path, dockerfile: Path) -> PackedContext:
                 tar.addfile(info, io.BytesIO(data))
     except OSError as exc:  # a file removed or made unreadable since the plan
         spool.close()
-        raise InputError(f"cannot read the build context: {exc}", where=str(context), hint="check the files, then apply again") from None
+        raise InputError(
+            f"cannot read the build context: {exc}", where=str(context), hint="check the files, then apply again"
+        ) from None
     spool.seek(0)
     return PackedContext(spool, inside, record)
-
 
 
 class _Hashing:
@@ -212,4 +219,3 @@ class _Hashing:
         data = self.f.read(size)
         self.digest.update(data)
         return data
-

@@ -56,12 +56,17 @@ def base_images(stack: Stack, uses_by_service: dict[str, list[ImageUse]] | None 
             try:
                 uses.append(ImageUse(parse(text_ref), stack.path, line))
             except InvalidReference as exc:
-                raise InputError(str(exc), where=where(stack.rel(stack.path), line, "stack.images"), hint="fix the reference") from None
+                raise InputError(
+                    str(exc), where=where(stack.rel(stack.path), line, "stack.images"), hint="fix the reference"
+                ) from None
     by_ref: dict[ImageRef, list[ImageUse]] = {}
     for use in uses:
         if use.ref not in built:
             by_ref.setdefault(use.ref, []).append(use)
-    return [BaseImage(ref, tuple(sorted(set(found)))) for ref, found in sorted(by_ref.items(), key=lambda kv: kv[0].familiar)]
+    return [
+        BaseImage(ref, tuple(sorted(set(found))))
+        for ref, found in sorted(by_ref.items(), key=lambda kv: kv[0].familiar)
+    ]
 
 
 @dataclass(frozen=True)

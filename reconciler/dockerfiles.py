@@ -60,8 +60,14 @@ def platform_args() -> dict[str, str]:
     )
     plat = f"linux/{arch}"
     return {
-        "BUILDPLATFORM": plat, "BUILDOS": "linux", "BUILDARCH": arch, "BUILDVARIANT": "",
-        "TARGETPLATFORM": plat, "TARGETOS": "linux", "TARGETARCH": arch, "TARGETVARIANT": "",
+        "BUILDPLATFORM": plat,
+        "BUILDOS": "linux",
+        "BUILDARCH": arch,
+        "BUILDVARIANT": "",
+        "TARGETPLATFORM": plat,
+        "TARGETOS": "linux",
+        "TARGETARCH": arch,
+        "TARGETVARIANT": "",
     }
 
 
@@ -89,7 +95,9 @@ def external_images(
         text = path.read_text(encoding="utf-8")
         commands = dockerfile.parse_string(text)
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read Dockerfile: {exc}", where=label, hint="check the service's context and dockerfile") from None
+        raise InputError(
+            f"cannot read Dockerfile: {exc}", where=label, hint="check the service's context and dockerfile"
+        ) from None
     except dockerfile.GoParseError as exc:
         raise InputError(f"Dockerfile syntax error: {exc}", where=label, hint="fix the Dockerfile") from None
     escape = escape_char(text)
@@ -134,7 +142,11 @@ def external_images(
             if internal is not None:
                 todo.append(internal)
             elif _INDEX.fullmatch(word):
-                raise InputError(f"stage index {word} does not name an earlier stage", where=where(label, line), hint="fix the --from value")
+                raise InputError(
+                    f"stage index {word} does not name an earlier stage",
+                    where=where(label, line),
+                    hint="fix the --from value",
+                )
             elif word != "scratch":
                 uses.append(ImageUse(_ref(word, label, line), path, line))
     # Stages were walked target-first: put uses back in file order, each once.
@@ -145,7 +157,9 @@ def _ref(word: str, label: str, line: int) -> ImageRef:
     try:
         return parse(word)
     except InvalidReference as exc:
-        raise InputError(str(exc), where=where(label, line), hint="fix the image reference or the ARG it is built from") from None
+        raise InputError(
+            str(exc), where=where(label, line), hint="fix the image reference or the ARG it is built from"
+        ) from None
 
 
 def _expand(
@@ -156,7 +170,9 @@ def _expand(
     try:
         result = substitute(word, variables, escape=escape)
     except SubstitutionError as exc:
-        raise InputError(f"{what}: {exc}", where=where(label, line), hint="declare the ARG or pass it in build_args") from None
+        raise InputError(
+            f"{what}: {exc}", where=where(label, line), hint="declare the ARG or pass it in build_args"
+        ) from None
     if strict and result.undefined:
         names = ", ".join(sorted(set(result.undefined)))
         raise InputError(
@@ -212,7 +228,9 @@ def _stages(commands, build_args: dict[str, str], escape: str, label: str) -> li
                 if flag.startswith("--mount="):
                     source = _mount_from(flag[8:])
                     if source:
-                        word = _expand(source, {**meta, **stages[-1].args}, escape, label, cmd.start_line, "RUN --mount from")
+                        word = _expand(
+                            source, {**meta, **stages[-1].args}, escape, label, cmd.start_line, "RUN --mount from"
+                        )
                         stages[-1].needs.append((word, cmd.start_line))
     return stages
 
@@ -227,7 +245,11 @@ def _from(cmd, meta: dict[str, str], index: int, escape: str, label: str) -> _St
     elif len(words) == 3 and words[1].upper() == "AS":
         image, name = words[0], words[2].lower()
         if not _STAGE_NAME.fullmatch(name):
-            raise InputError(f"invalid stage name {words[2]!r}", where=where(label, cmd.start_line), hint="use letters, digits, - _ . starting with a letter")
+            raise InputError(
+                f"invalid stage name {words[2]!r}",
+                where=where(label, cmd.start_line),
+                hint="use letters, digits, - _ . starting with a letter",
+            )
     else:
         raise InputError(
             "FROM requires either one or three arguments (IMAGE [AS NAME])",
@@ -236,7 +258,9 @@ def _from(cmd, meta: dict[str, str], index: int, escape: str, label: str) -> _St
         )
     base = _expand(image, meta, escape, label, cmd.start_line, "FROM")
     if not base:
-        raise InputError(f"FROM {image!r} expands to an empty name", where=where(label, cmd.start_line), hint="set the ARG it uses")
+        raise InputError(
+            f"FROM {image!r} expands to an empty name", where=where(label, cmd.start_line), hint="set the ARG it uses"
+        )
     return _Stage(index=index, name=name, line=cmd.start_line, base=base)
 
 

@@ -123,18 +123,27 @@ class Engine:
         image_id = None
         with self._errors("build", tag):
             api = self._client()
-            response = api._post(  # noqa: SLF001 -- see the docstring
-                api._url("/build"), params=params, data=context,
-                headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
+            response = api._post(
+                api._url("/build"),
+                params=params,
+                data=context,
+                headers={"Content-Type": "application/x-tar"},
+                stream=True,
+                timeout=None,
             )
-            api._raise_for_status(response)  # noqa: SLF001
-            for event in api._stream_helper(response, decode=True):  # noqa: SLF001
+            api._raise_for_status(response)
+            for event in api._stream_helper(response, decode=True):
                 if event.get("id") == "moby.buildkit.trace":
                     status = buildkit.decode(event.get("aux", ""))
                     for _, data in status.logs:
                         tail.extend(data.decode("utf-8", "replace").splitlines())
                     for step in status.steps:
-                        if on_event and step.started and step.digest not in announced and not step.name.startswith("[internal]"):
+                        if (
+                            on_event
+                            and step.started
+                            and step.digest not in announced
+                            and not step.name.startswith("[internal]")
+                        ):
                             announced.add(step.digest)
                             on_event({"step": step.name, "cached": step.cached})
                 elif event.get("id") == "moby.image.id":
@@ -169,7 +178,9 @@ class _Translate:
             raise EngineError(f"{self.doing}{target}: {message}") from None
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
             raise _unreachable(self.host, exc) from None
-        if isinstance(exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.StreamParseError)):
+        if isinstance(
+            exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.StreamParseError)
+        ):
             # A stream cut mid-pull (daemon restart, read timeout): worth another attempt.
             raise EngineError(f"{self.doing} failed: {exc}") from None
         return False

@@ -59,13 +59,18 @@ def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
                 content = render(env, stack, item.src, item.vars, network)
             else:
                 content = _read(src, stack.rel(src))
-            specs.append(FileSpec(kind, src, dest, stack.rel(dest), content, _mode(item.mode, dest, src), key, stack.root.resolve()))
+            specs.append(
+                FileSpec(
+                    kind, src, dest, stack.rel(dest), content, _mode(item.mode, dest, src), key, stack.root.resolve()
+                )
+            )
     seen: dict[Path, str] = {}
     for spec in specs:
         if spec.dest in seen:
             raise InputError(
                 f"{seen[spec.dest]} and {spec.key} both write {spec.rel}",
-                where=stack.rel(stack.path), hint="give each destination one entry",
+                where=stack.rel(stack.path),
+                hint="give each destination one entry",
             )
         seen[spec.dest] = spec.key
     return specs
@@ -92,7 +97,8 @@ def _inside(stack: Stack, dest: str, shown: str) -> Path:
     if not path.is_relative_to(root) or path == root:
         raise InputError(
             f"destination {dest} is outside the stack folder{' (through a symlink)' if '..' not in Path(dest).parts and not Path(dest).is_absolute() else ''}",
-            where=shown, hint="give a path inside the stack folder",
+            where=shown,
+            hint="give a path inside the stack folder",
         )
     if path.is_dir():
         raise InputError(f"destination {dest} is a folder", where=shown, hint="name the file to write")
@@ -147,22 +153,38 @@ def render(env, stack: Stack, src: str, variables: dict, network: NetworkDecisio
     try:
         return env.get_template(src).render(context).encode("utf-8")
     except jinja2.TemplateSyntaxError as exc:
-        raise InputError(f"template syntax error: {exc.message}", where=where(src, exc.lineno), hint="fix the template") from None
+        raise InputError(
+            f"template syntax error: {exc.message}", where=where(src, exc.lineno), hint="fix the template"
+        ) from None
     except jinja2.TemplateNotFound as exc:
         if exc.name == src:
-            raise InputError(f"template {src} not found", hint="fix templates.src (relative to the stack folder)") from None
-        raise InputError(f"template {exc.name} not found (included from {src})", where=src,
-                         hint="fix the include (paths are relative to the stack folder)") from None
-    except (jinja2.UndefinedError, jinja2.exceptions.SecurityError) as exc:
-        kind = "unsafe access in template" if isinstance(exc, jinja2.exceptions.SecurityError) or "unsafe" in str(exc) else "undefined variable"
+            raise InputError(
+                f"template {src} not found", hint="fix templates.src (relative to the stack folder)"
+            ) from None
         raise InputError(
-            f"{kind}: {exc}", where=where(src, _template_line(exc, env, src)),
+            f"template {exc.name} not found (included from {src})",
+            where=src,
+            hint="fix the include (paths are relative to the stack folder)",
+        ) from None
+    except (jinja2.UndefinedError, jinja2.exceptions.SecurityError) as exc:
+        kind = (
+            "unsafe access in template"
+            if isinstance(exc, jinja2.exceptions.SecurityError) or "unsafe" in str(exc)
+            else "undefined variable"
+        )
+        raise InputError(
+            f"{kind}: {exc}",
+            where=where(src, _template_line(exc, env, src)),
             hint="templates see vars, stack and env only; define the name under vars or use a default filter",
         ) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"template is not UTF-8: {exc}", where=src, hint="save it as UTF-8") from None
-    except Exception as exc:  # a filter or test raising inside the user's template  # noqa: BLE001
-        raise InputError(f"template failed: {type(exc).__name__}: {exc}", where=where(src, _template_line(exc, env, src)), hint="fix the template") from None
+    except Exception as exc:  # a filter or test raising inside the user's template
+        raise InputError(
+            f"template failed: {type(exc).__name__}: {exc}",
+            where=where(src, _template_line(exc, env, src)),
+            hint="fix the template",
+        ) from None
 
 
 def _template_line(exc: BaseException, env, src: str) -> int | None:

@@ -21,7 +21,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .atomic import write_atomically
@@ -64,8 +64,9 @@ def hold(daemon_id: str, command: str, *, timeout: float = 0.0, directory: Path 
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise ReconcileError(f"cannot create the lock file {path}: {exc.strerror}",
-                             hint=f"set {ENV_DIR} to a writable directory") from None
+        raise ReconcileError(
+            f"cannot create the lock file {path}: {exc.strerror}", hint=f"set {ENV_DIR} to a writable directory"
+        ) from None
     try:
         _acquire(fd, path, note, timeout)
         _write_note(note, daemon_id, command)
@@ -91,8 +92,9 @@ def _acquire(fd: int, path: Path, note: Path, timeout: float) -> None:
                 break
             time.sleep(min(POLL_INTERVAL, left))
         except OSError as exc:  # e.g. ENOLCK on a filesystem without flock
-            raise ReconcileError(f"cannot lock {path}: {exc.strerror}",
-                                 hint=f"set {ENV_DIR} to a local directory") from None
+            raise ReconcileError(
+                f"cannot lock {path}: {exc.strerror}", hint=f"set {ENV_DIR} to a local directory"
+            ) from None
     try:
         holder = json.loads(note.read_text())
     except (OSError, ValueError):
@@ -111,8 +113,9 @@ def _write_note(note: Path, daemon_id: str, command: str) -> None:
         user = getpass.getuser()
     except (OSError, KeyError):  # no passwd entry and no $USER, e.g. in a container
         user = str(os.getuid())
-    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data = dict(pid=os.getpid(), user=user, host=socket.gethostname(), command=command,
-                started=started, daemon_id=daemon_id)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data = dict(
+        pid=os.getpid(), user=user, host=socket.gethostname(), command=command, started=started, daemon_id=daemon_id
+    )
     with contextlib.suppress(OSError):  # the lock is held; a missing note only makes a refusal less specific
         write_atomically(note, (json.dumps(data, indent=2) + "\n").encode())

@@ -93,7 +93,9 @@ def decide(
 def _mode(value: str, source: str) -> Mode:
     value = value.strip().lower()
     if value not in ("internal", "external"):
-        raise InputError(f"{source}={value!r} is not a network mode", hint="use internal or external (or unset it to detect)")
+        raise InputError(
+            f"{source}={value!r} is not a network mode", hint="use internal or external (or unset it to detect)"
+        )
     return value  # type: ignore[return-value]
 
 
@@ -103,7 +105,9 @@ def _registry(config: NetworkSection, cli_registry: str | None, env) -> tuple[st
             try:
                 return parse_prefix(value), source
             except InvalidReference as exc:
-                raise InputError(str(exc), where=source, hint="give HOST[:PORT][/PROJECT], e.g. aiharbor.msxf.local/aihpc") from None
+                raise InputError(
+                    str(exc), where=source, hint="give HOST[:PORT][/PROJECT], e.g. aiharbor.msxf.local/aihpc"
+                ) from None
     return config.internal_registry, "stack network.internal_registry"
 
 

@@ -93,7 +93,11 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
                     emit(line, out)
     if plan.targets:
         emit(
-            _style(f"\nNote: this plan is partial (--target {', '.join(plan.targets)}): other changes may be pending.", "yellow", out),
+            _style(
+                f"\nNote: this plan is partial (--target {', '.join(plan.targets)}): other changes may be pending.",
+                "yellow",
+                out,
+            ),
             out,
         )
     emit("", out)
@@ -157,8 +161,7 @@ def render_images(bases: list[BaseImage], rel) -> None:
 def images_json(bases: list[BaseImage], rel) -> dict:
     return {
         "images": [
-            {"ref": str(b.ref), "used_by": [{"file": rel(u.file), "line": u.line} for u in b.used_by]}
-            for b in bases
+            {"ref": str(b.ref), "used_by": [{"file": rel(u.file), "line": u.line} for u in b.used_by]} for b in bases
         ]
     }
 

@@ -9,10 +9,9 @@ This is the importable library the CLI is a thin shell over::
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-
-import hashlib
 
 from . import builds as builds_mod
 from . import desired as desired_mod
@@ -77,7 +76,8 @@ def prepare(
         unknown = sorted(set(given) - names)
         if unknown:
             raise InputError(
-                f"{option} {', '.join(unknown)}: no such service", where="command line",
+                f"{option} {', '.join(unknown)}: no such service",
+                where="command line",
                 hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
             )
     decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
@@ -87,7 +87,9 @@ def prepare(
             try:
                 bases.append(BaseImage(parse(text), ()))
             except InvalidReference as exc:
-                raise InputError(str(exc), where="command line", hint="give image references like redis:7-alpine") from None
+                raise InputError(
+                    str(exc), where="command line", hint="give image references like redis:7-alpine"
+                ) from None
         return Run(loaded, bases, decision, desired_mod.desired_state(bases, decision), host)
     uses = desired_mod.service_uses(loaded)
     bases = desired_mod.base_images(loaded, uses)
@@ -95,7 +97,9 @@ def prepare(
     state.files = files_mod.desired_files(loaded, decision)
     overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in state.files}
     state.builds = builds_mod.build_specs(loaded, uses, overlay)
-    return Run(loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force, refresh_remote)
+    return Run(
+        loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force, refresh_remote
+    )
 
 
 @dataclass
@@ -139,9 +143,11 @@ def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
             return exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = dict(zip(refs, pool.map(ask, refs)))
+        answers = dict(zip(refs, pool.map(ask, refs), strict=True))
     found = {ref: answer for ref, answer in answers.items() if isinstance(answer, str)}
-    problems = [f"cannot check {ref} upstream: {answer}" for ref, answer in answers.items() if not isinstance(answer, str)]
+    problems = [
+        f"cannot check {ref} upstream: {answer}" for ref, answer in answers.items() if not isinstance(answer, str)
+    ]
     return found, problems
 
 

@@ -8,10 +8,9 @@ too, with why, for ``plan -v``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
-
-from collections.abc import Callable
 
 from . import builds as b
 from .actual import ObservedFiles, ObservedImages
@@ -198,7 +197,9 @@ def plan(
             pulled.add(need.ref)
             continue
         if image_id:
-            result.unchanged.append(f"{need.ref} is present as {short_id(image_id)}" + (" (same as upstream)" if upstream else ""))
+            result.unchanged.append(
+                f"{need.ref} is present as {short_id(image_id)}" + (" (same as upstream)" if upstream else "")
+            )
             continue
         serves = ", ".join(str(r) for r in need.serves if r != need.ref)
         result.actions.append(
@@ -261,14 +262,20 @@ def _plan_writes(specs: list[FileSpec], files: ObservedFiles, result: Plan) -> N
             continue
         result.actions.append(
             WriteAction(
-                address=write_address(spec), reason=reason, detail=detail,
-                spec=spec, diff=unified_diff(spec, content) if content != spec.content else "",
+                address=write_address(spec),
+                reason=reason,
+                detail=detail,
+                spec=spec,
+                diff=unified_diff(spec, content) if content != spec.content else "",
             )
         )
 
 
 def _resolve_bases(
-    spec: BuildSpec, source_of: dict[ImageRef, ImageRef], image_id: Callable[[ImageRef], str | None], hashes: dict[str, str | None]
+    spec: BuildSpec,
+    source_of: dict[ImageRef, ImageRef],
+    image_id: Callable[[ImageRef], str | None],
+    hashes: dict[str, str | None],
 ) -> dict[str, str | None]:
     """What each image the build uses will resolve to: a base's image ID once
     aliases are in place (None if a pull decides it), a sibling's inputs hash."""
@@ -284,14 +291,21 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
     source_of = {a.alias: a.source for a in desired.aliases}
     hashes: dict[str, str | None] = {}  # service -> inputs hash (None: known after the pulls)
     for spec in desired.builds:
-        resolved = _resolve_bases(spec, source_of, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
+        resolved = _resolve_bases(
+            spec, source_of, lambda ref: None if ref in pulled else observed.image_id(ref), hashes
+        )
         inputs = b.record(spec, resolved)
         inputs_hash = b.digest(inputs) if None not in resolved.values() else None
         hashes[spec.service] = inputs_hash
         upstream = [
-            a for ref in spec.bases for a in (pull_address(source_of.get(ref, ref)), tag_address(ref)) if a in by_address
+            a
+            for ref in spec.bases
+            for a in (pull_address(source_of.get(ref, ref)), tag_address(ref))
+            if a in by_address
         ] + [build_address(n) for n in spec.needs if build_address(n) in by_address]
-        writes = [a.address for a in result.actions if isinstance(a, WriteAction) and a.spec.dest.is_relative_to(spec.context)]
+        writes = [
+            a.address for a in result.actions if isinstance(a, WriteAction) and a.spec.dest.is_relative_to(spec.context)
+        ]
         current = observed.image_id(spec.image)
         labels = observed.labels.get(current, {}) if current else {}
         label = labels.get(b.LABEL_INPUTS)
@@ -307,13 +321,24 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
             continue
         else:
             reason, detail = _why_rebuild(
-                label, labels.get(b.LABEL_PARTS), inputs, upstream, previous, dockerfile_in_context(spec.context, spec.dockerfile)
+                label,
+                labels.get(b.LABEL_PARTS),
+                inputs,
+                upstream,
+                previous,
+                dockerfile_in_context(spec.context, spec.dockerfile),
             )
         hashes[spec.service] = inputs_hash if reason != "base-changed" else None
         result.actions.append(
             BuildAction(
-                address=build_address(spec.service), reason=reason, detail=detail,
-                before=current, depends_on=upstream + writes, spec=spec, inputs_hash=inputs_hash, nocache=forced,
+                address=build_address(spec.service),
+                reason=reason,
+                detail=detail,
+                before=current,
+                depends_on=upstream + writes,
+                spec=spec,
+                inputs_hash=inputs_hash,
+                nocache=forced,
                 lookups={ref.familiar: source_of.get(ref, ref) for ref in spec.bases},
             )
         )
@@ -340,7 +365,9 @@ def _why_rebuild(
         if unknown:
             return "base-changed", f"decided after {', '.join(upstream)}: rebuilt only if {', '.join(unknown)} changes"
         return "base-changed", b.describe_changes(["bases"], previous(label), inputs) + f" (by {', '.join(upstream)})"
-    return "inputs-changed", b.describe_changes(changed, previous(label), inputs, dockerfile=dockerfile) or "inputs hash differs"
+    return "inputs-changed", b.describe_changes(
+        changed, previous(label), inputs, dockerfile=dockerfile
+    ) or "inputs hash differs"
 
 
 def narrow(the_plan: Plan, services: list[str]) -> Plan:

@@ -115,9 +115,7 @@ def _split_domain(name: str) -> tuple[str, str]:
     # only if it looks like one (has '.' or ':', or is 'localhost', or has
     # upper case letters, which a path never has).
     first, sep, rest = name.partition("/")
-    if not sep or (
-        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
-    ):
+    if not sep or (not any(c in first for c in ".:") and first != "localhost" and first.lower() == first):
         domain, remainder = DEFAULT_DOMAIN, name
     else:
         domain, remainder = first, rest

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,9 @@ def fingerprint(run: Run, seen: Observation) -> dict:
     labels = {}
     for spec in run.desired.builds:
         image_id = seen.images.image_id(spec.image)
-        labels[spec.image.familiar] = (seen.images.labels.get(image_id) or {}).get(builds.LABEL_INPUTS) if image_id else None
+        labels[spec.image.familiar] = (
+            (seen.images.labels.get(image_id) or {}).get(builds.LABEL_INPUTS) if image_id else None
+        )
     return {
         "stack": {
             "file": _sha256(stack.path.read_bytes()),
@@ -49,7 +51,11 @@ def fingerprint(run: Run, seen: Observation) -> dict:
             "files": {spec.rel: f"{spec.mode:o}:{_sha256(spec.content)}" for spec in run.desired.files},
             "base_images": [b.ref.familiar for b in run.bases],
         },
-        "network": {"mode": run.network.mode, "registry": run.network.registry, "alias_prefix": run.network.alias_prefix},
+        "network": {
+            "mode": run.network.mode,
+            "registry": run.network.registry,
+            "alias_prefix": run.network.alias_prefix,
+        },
         "daemon": run.engine.info().get("ID"),
         "images": images,
         "labels": labels,
@@ -76,7 +82,7 @@ def write(path: Path, *, options: dict, the_plan: Plan, print_: dict, rendered: 
     document = {
         "format_version": FORMAT_VERSION,
         "kind": KIND,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "options": options,
         "fingerprint": print_,
         "plan": the_plan.to_json(),
@@ -86,7 +92,9 @@ def write(path: Path, *, options: dict, the_plan: Plan, print_: dict, rendered: 
     try:
         write_atomically(path.resolve(), (json.dumps(document, indent=2) + "\n").encode())
     except OSError as exc:
-        raise InputError(f"cannot write the saved plan: {exc}", where=str(path), hint="choose a writable path for --out") from None
+        raise InputError(
+            f"cannot write the saved plan: {exc}", where=str(path), hint="choose a writable path for --out"
+        ) from None
 
 
 def read(path: Path) -> dict:
@@ -94,11 +102,17 @@ def read(path: Path) -> dict:
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError("saved plan not found", where=str(path), hint="write one with: reconcile plan --out FILE") from None
+        raise InputError(
+            "saved plan not found", where=str(path), hint="write one with: reconcile plan --out FILE"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"not a readable saved plan: {exc}", where=str(path), hint="write one with: reconcile plan --out FILE") from None
+        raise InputError(
+            f"not a readable saved plan: {exc}", where=str(path), hint="write one with: reconcile plan --out FILE"
+        ) from None
     if not isinstance(document, dict) or document.get("kind") != KIND:
-        raise InputError("not a reconcile saved plan", where=str(path), hint="write one with: reconcile plan --out FILE")
+        raise InputError(
+            "not a reconcile saved plan", where=str(path), hint="write one with: reconcile plan --out FILE"
+        )
     version = str(document.get("format_version", ""))
     major = version.split(".")[0]
     if major != FORMAT_VERSION.split(".")[0]:
@@ -113,8 +127,11 @@ def read(path: Path) -> dict:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(part) for part in err["loc"])
-        raise InputError(f"saved plan is damaged: {key}: {err['msg']}", where=str(path),
-                         hint="write it again with: reconcile plan --out FILE") from None
+        raise InputError(
+            f"saved plan is damaged: {key}: {err['msg']}",
+            where=str(path),
+            hint="write it again with: reconcile plan --out FILE",
+        ) from None
     return document
 
 
@@ -164,7 +181,14 @@ def changes(saved: dict, fresh: dict, limit: int = 5) -> list[str]:
     # threshold_to_diff_deeper=0: name each changed key, never "the whole dict changed".
     diff = DeepDiff(saved, fresh, verbose_level=2, view="tree", threshold_to_diff_deeper=0)
     words = []
-    for kind in ("values_changed", "type_changes", "dictionary_item_added", "dictionary_item_removed", "iterable_item_added", "iterable_item_removed"):
+    for kind in (
+        "values_changed",
+        "type_changes",
+        "dictionary_item_added",
+        "dictionary_item_removed",
+        "iterable_item_added",
+        "iterable_item_removed",
+    ):
         for level in diff.get(kind, []):
             path = level.path(output_format="list")
             before = None if kind in ("dictionary_item_added", "iterable_item_added") else level.t1
@@ -191,8 +215,12 @@ def _describe(path: list, before, after) -> str:
     key = str(path[-1]) if len(path) > 1 else ""
     if head == "stack":
         part = str(path[1]) if len(path) > 1 else ""
-        what = {"file": "the stack file", "builds": f"the inputs of service {key}", "files": f"the rendered content of {key}",
-                "base_images": "the list of base images"}.get(part, "the stack")
+        what = {
+            "file": "the stack file",
+            "builds": f"the inputs of service {key}",
+            "files": f"the rendered content of {key}",
+            "base_images": "the list of base images",
+        }.get(part, "the stack")
         return f"{what} changed"
     what = _WHAT.get(head, head).format(key=key)
     return f"{what}: {_short(before)} → {_short(after)}"

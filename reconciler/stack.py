@@ -35,7 +35,9 @@ class StackSection(_Strict):
     services: str | None = Field(
         None, description="Glob of Dockerfiles; each match is a service named after its folder."
     )
-    compose: list[str] = Field(default_factory=list, description="Compose files whose `image:` entries are base images.")
+    compose: list[str] = Field(
+        default_factory=list, description="Compose files whose `image:` entries are base images."
+    )
     env_file: str | None = Field(None, description="Env file for compose interpolation.")
     images: list[str] = Field(default_factory=list, description="Extra base images.")
     build_network: str | None = Field(
@@ -159,7 +161,9 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 def load(path: str | os.PathLike | None = None, *, tag: str | None = None) -> Stack:
     """Read and validate the stack file; ``tag`` (``--tag``) replaces ``stack.tag``."""
     if tag is not None and not _TAG.fullmatch(tag):
-        raise InputError(f"tag {tag!r} is not a valid image tag", where="--tag", hint="use letters, digits, _ . - (up to 128)")
+        raise InputError(
+            f"tag {tag!r} is not a valid image tag", where="--tag", hint="use letters, digits, _ . - (up to 128)"
+        )
     stack_path = find_stack_file(path)
     try:
         text = stack_path.read_text(encoding="utf-8")
@@ -276,7 +280,7 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
             raise InputError(
                 f"service {name!r} has no context and no Dockerfile matched by stack.services",
                 where=where(stack_path, loc_line, f"services.{name}.context"),
-                hint="add context = \"path/to/folder\"",
+                hint='add context = "path/to/folder"',
             )
         dockerfile_name = explicit.dockerfile
         if "dockerfile" not in explicit.model_fields_set and name in found and explicit.context is None:
@@ -300,7 +304,8 @@ def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Se
         if image_ref.familiar in images:
             raise InputError(
                 f"services {images[image_ref.familiar]!r} and {name!r} both build {image_ref.familiar}",
-                where=where(stack_path, loc_line), hint="give each service its own image",
+                where=where(stack_path, loc_line),
+                hint="give each service its own image",
             )
         images[image_ref.familiar] = name
         services.append(

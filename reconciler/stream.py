@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, TextIO, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -117,7 +117,14 @@ class ChangeSummary(_Line):
 
 
 StreamLine = Annotated[
-    Union[Version, DiagnosticLine, PlannedChange, ApplyStart, ApplyProgress, ApplyComplete, ApplyErrored, ChangeSummary],
+    Version
+    | DiagnosticLine
+    | PlannedChange
+    | ApplyStart
+    | ApplyProgress
+    | ApplyComplete
+    | ApplyErrored
+    | ChangeSummary,
     Field(discriminator="type"),
 ]
 LINE = TypeAdapter(StreamLine)
@@ -138,7 +145,7 @@ class JsonStream:
         self.lock = threading.Lock()
 
     def _emit(self, kind: type[_Line], level: Level, message: str, **fields) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
         line = kind(level=level, message=message, timestamp=now, **fields)
         text = json.dumps(line.model_dump(by_alias=True, exclude_none=True), separators=(",", ":"))
         with self.lock:
@@ -149,20 +156,34 @@ class JsonStream:
 
     def diagnostic(self, severity: Literal["warning", "error"], summary: str, detail: str | None = None) -> None:
         level: Level = "warn" if severity == "warning" else "error"
-        self._emit(DiagnosticLine, level, f"{severity.capitalize()}: {summary}", diagnostic=Diagnostic(severity=severity, summary=summary, detail=detail))
+        self._emit(
+            DiagnosticLine,
+            level,
+            f"{severity.capitalize()}: {summary}",
+            diagnostic=Diagnostic(severity=severity, summary=summary, detail=detail),
+        )
 
     def planned(self, action) -> None:
-        self._emit(PlannedChange, "info", f"{action.address}: plan to {action.kind} ({action.reason})", change=action.to_json())
+        self._emit(
+            PlannedChange, "info", f"{action.address}: plan to {action.kind} ({action.reason})", change=action.to_json()
+        )
 
     def started(self, action) -> None:
-        self._emit(ApplyStart, "info", f"{action.address}: starting", hook=Hook(address=action.address, kind=action.kind))
+        self._emit(
+            ApplyStart, "info", f"{action.address}: starting", hook=Hook(address=action.address, kind=action.kind)
+        )
 
     def progress(self, action, event: dict) -> None:
         if event.get("status") in _TICKS:
             return
         what = event.get("step") or event.get("status") or "progress"
         clean = json.loads(json.dumps(event, default=str))
-        self._emit(ApplyProgress, "info", f"{action.address}: {what}", hook=ProgressHook(address=action.address, kind=action.kind, event=clean))
+        self._emit(
+            ApplyProgress,
+            "info",
+            f"{action.address}: {what}",
+            hook=ProgressHook(address=action.address, kind=action.kind, event=clean),
+        )
 
     def finished(self, outcome) -> None:
         data = Outcome(**outcome.to_json())
@@ -178,6 +199,9 @@ class JsonStream:
             f"{counts['written']} written, {counts['built']} built, {counts['failed']} failed"
         )
         self._emit(
-            ChangeSummary, "error" if failed else "info", message,
-            changes=Changes(**counts), verify=Verify(converged=not remaining, remaining=remaining),
+            ChangeSummary,
+            "error" if failed else "info",
+            message,
+            changes=Changes(**counts),
+            verify=Verify(converged=not remaining, remaining=remaining),
         )

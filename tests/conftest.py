@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import harness, seeding
 from reconciler.refs import parse
+from tests import harness, seeding
 
 HARBOR_PROJECT = seeding.HARBOR_PROJECT
 # The base images integration tests use; seeded once per session.
@@ -48,12 +48,16 @@ class Result:
     def json(self):
         return json.loads(self.out)
 
-    def stream(self) -> "Stream":
+    def stream(self) -> Stream:
         """``apply --json``'s line stream (docs/machine-output.md), gathered."""
         lines = [json.loads(line) for line in self.out.splitlines() if line.strip()]
         last = lines[-1] if lines and lines[-1]["type"] == "change_summary" else {"changes": {}, "verify": {}}
         planned = [line["change"] for line in lines if line["type"] == "planned_change"]
-        ended = {line["hook"]["address"]: line["hook"] for line in lines if line["type"] in ("apply_complete", "apply_errored")}
+        ended = {
+            line["hook"]["address"]: line["hook"]
+            for line in lines
+            if line["type"] in ("apply_complete", "apply_errored")
+        }
         order = [a["address"] for a in planned]
         return Stream(
             lines=lines,
@@ -73,7 +77,11 @@ class Stream:
     verify: dict
 
     def progress(self, address: str) -> list[dict]:
-        return [line["hook"]["event"] for line in self.lines if line["type"] == "apply_progress" and line["hook"]["address"] == address]
+        return [
+            line["hook"]["event"]
+            for line in self.lines
+            if line["type"] == "apply_progress" and line["hook"]["address"] == address
+        ]
 
 
 @pytest.fixture
@@ -82,12 +90,21 @@ def cli(engine, tmp_path):
     cache = tmp_path / "cache"
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None) -> Result:
-        base = {k: v for k, v in os.environ.items() if k not in ("AI_INFRA_NETWORK_ENV", "INTERNAL_REGISTRY", "RECONCILE_STACK")}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("AI_INFRA_NETWORK_ENV", "INTERNAL_REGISTRY", "RECONCILE_STACK")
+        }
         base.update(DOCKER_HOST=engine.docker_host, RECONCILE_CACHE_DIR=str(cache), NO_COLOR="1")
         base.update(env or {})
         proc = subprocess.run(
             [sys.executable, "-m", "reconciler", *args],
-            capture_output=True, text=True, env=base, cwd=cwd, input=stdin or "", timeout=300,
+            capture_output=True,
+            text=True,
+            env=base,
+            cwd=cwd,
+            input=stdin or "",
+            timeout=300,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

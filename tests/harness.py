@@ -39,8 +39,8 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import docker
 
@@ -213,20 +213,30 @@ def _services(engine: Engine) -> list[_Service]:
             binary="dockerd",
             argv=[
                 "dockerd",
-                "--config-file", str(daemon_json),
-                "--data-root", f"{root}/data",
-                "--exec-root", f"{root}/exec",
-                "-H", engine.docker_host,
-                "--pidfile", f"{root}/docker.pid",
-                "--containerd", str(ctr_sock),
-                "--containerd-namespace", CONTAINERD_NAMESPACE,
-                "--containerd-plugins-namespace", CONTAINERD_PLUGINS_NAMESPACE,
-                "--cgroup-parent", "reconcile-engine",
+                "--config-file",
+                str(daemon_json),
+                "--data-root",
+                f"{root}/data",
+                "--exec-root",
+                f"{root}/exec",
+                "-H",
+                engine.docker_host,
+                "--pidfile",
+                f"{root}/docker.pid",
+                "--containerd",
+                str(ctr_sock),
+                "--containerd-namespace",
+                CONTAINERD_NAMESPACE,
+                "--containerd-plugins-namespace",
+                CONTAINERD_PLUGINS_NAMESPACE,
+                "--cgroup-parent",
+                "reconcile-engine",
                 # No docker0 bridge and no iptables: leave host networking alone.
                 "--bridge=none",
                 "--iptables=false",
                 "--ip-masq=false",
-                "--registry-mirror", f"http://127.0.0.1:{hub_port}",
+                "--registry-mirror",
+                f"http://127.0.0.1:{hub_port}",
             ],
             pidfile=root / "docker.pid",
             logfile=root / "dockerd.log",
@@ -342,7 +352,9 @@ def _log_tail(logfile: Path, lines: int = 30) -> str:
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in {"http_proxy", "https_proxy", "no_proxy", "all_proxy"}}
+    env = {
+        k: v for k, v in os.environ.items() if k.lower() not in {"http_proxy", "https_proxy", "no_proxy", "all_proxy"}
+    }
     env.update(NO_INTERNET_ENV)
     env.update({k.lower(): v for k, v in NO_INTERNET_ENV.items()})
     # dockerd and runc live in /usr/sbin on Debian; a non-login PATH may lack it.
@@ -493,9 +505,7 @@ def split_ref(ref: str) -> tuple[str, str, str]:
 
 def registry_digest(registry: str, path: str, tag: str) -> str | None:
     """The manifest digest the registry serves for path:tag, or None if absent."""
-    status, headers, _ = _http(
-        "HEAD", f"http://{registry}/v2/{path}/manifests/{tag}", {"Accept": MANIFEST_ACCEPT}
-    )
+    status, headers, _ = _http("HEAD", f"http://{registry}/v2/{path}/manifests/{tag}", {"Accept": MANIFEST_ACCEPT})
     if status == 404:
         return None
     if status != 200:
@@ -530,9 +540,7 @@ def _base_rootfs_members() -> bytes:
     if _base_tar is not None:
         return _base_tar
     busybox = Path("/bin/busybox").read_bytes()
-    applets = subprocess.run(
-        ["/bin/busybox", "--list"], check=True, capture_output=True, text=True
-    ).stdout.split()
+    applets = subprocess.run(["/bin/busybox", "--list"], check=True, capture_output=True, text=True).stdout.split()
 
     def info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
@@ -546,8 +554,11 @@ def _base_rootfs_members() -> bytes:
             tf.addfile(info(d, tarfile.DIRTYPE, mode))
         # Accounts so Dockerfiles can switch users (USER 0, USER 999, ...) as on real images.
         for name, text in (
-            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nargocd:x:999:999::/home/argocd:/bin/sh\n"
-             "git:x:1000:1000::/var/lib/gitea:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"),
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\nargocd:x:999:999::/home/argocd:/bin/sh\n"
+                "git:x:1000:1000::/var/lib/gitea:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
+            ),
             ("etc/group", "root:x:0:\nargocd:x:999:\ngit:x:1000:\nnogroup:x:65534:\n"),
         ):
             ti = info(name, tarfile.REGTYPE, 0o644)
@@ -614,10 +625,8 @@ def seed(engine: Engine, targets: dict[str, str], force: bool = False) -> dict[s
             out = api.import_image_from_data(
                 _rootfs_tar(target, origin), repository=f"{registry}/{path}", tag=tag, changes=changes
             )
-            _check_stream([l for l in out.splitlines() if l.strip()], f"import {target}")
-            pushed = _check_stream(
-                api.push(f"{registry}/{path}", tag=tag, stream=True, decode=True), f"push {target}"
-            )
+            _check_stream([line for line in out.splitlines() if line.strip()], f"import {target}")
+            pushed = _check_stream(api.push(f"{registry}/{path}", tag=tag, stream=True, decode=True), f"push {target}")
             digest = next(
                 (c["aux"]["Digest"] for c in pushed if isinstance(c.get("aux"), dict) and "Digest" in c["aux"]),
                 None,

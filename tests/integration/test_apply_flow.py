@@ -18,7 +18,11 @@ def _on_terminal(engine, stack, answer: str, cache) -> tuple[int, str]:
     env.update(DOCKER_HOST=engine.docker_host, AI_INFRA_NETWORK_ENV="external", RECONCILE_CACHE_DIR=str(cache))
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "apply", "-s", str(stack)],
-        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
     )
     os.close(slave)
     seen = b""

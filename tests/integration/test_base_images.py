@@ -7,7 +7,6 @@ nothing); and what apply did must be what plan said.
 
 from __future__ import annotations
 
-
 from tests.conftest import HARBOR_PROJECT, internal_env, origin, tags
 
 APP = {
@@ -207,9 +206,11 @@ def test_the_example_stack_converges_in_internal_mode(cli, daemon, tmp_path):
     source = Path(__file__).resolve().parents[2] / "desired"
     rendered = {line for line in (source / ".gitignore").read_text().splitlines() if line and not line.startswith("#")}
     example = tmp_path / "desired"
-    shutil.copytree(source, example, ignore=lambda folder, names: [
-        n for n in names if str((Path(folder) / n).relative_to(source)) in rendered
-    ])
+    shutil.copytree(
+        source,
+        example,
+        ignore=lambda folder, names: [n for n in names if str((Path(folder) / n).relative_to(source)) in rendered],
+    )
     seeding.seed_stack(daemon, str(example))
     env = internal_env(daemon)
     applied = cli("apply", "--auto-approve", "--json", "-s", str(example), env=env)

@@ -73,8 +73,13 @@ def apply_json(cli, stack, *args: str, env=ENV) -> Applied:
     result = cli("apply", "--auto-approve", "--json", "-s", str(stack), *args, env=env)
     done = result.stream()
     return Applied(
-        result.code, result.out, result.err, planned=done.planned,
-        outcomes={o["address"]: o for o in done.outcomes}, summary=done.summary, verify=done.verify,
+        result.code,
+        result.out,
+        result.err,
+        planned=done.planned,
+        outcomes={o["address"]: o for o in done.outcomes},
+        summary=done.summary,
+        verify=done.verify,
     )
 
 
@@ -255,7 +260,9 @@ def test_in_internal_mode_a_build_waits_for_its_moved_alias_to_be_put_back(cli, 
 
     plan, _ = four_steps(cli, stack, env=env)
     assert reasons(plan) == [
-        ("tag[redis:7-alpine]", "moved"), ("build[base]", "inputs-changed"), ("build[app]", "base-changed")
+        ("tag[redis:7-alpine]", "moved"),
+        ("build[base]", "inputs-changed"),
+        ("build[app]", "base-changed"),
     ]
     assert plan["actions"][1]["depends_on"] == ["tag[redis:7-alpine]"]
     assert plan["actions"][1]["detail"] == "context files changed: base.txt"  # the alias is not an input
@@ -385,7 +392,9 @@ def test_a_failing_build_fails_itself_and_its_dependents_only_and_keeps_the_old_
     assert result.code == 1
     outcomes = result.outcomes
     assert {a: o["status"] for a, o in outcomes.items()} == {
-        "build[base]": "failed", "build[other]": "succeeded", "build[app]": "skipped"
+        "build[base]": "failed",
+        "build[other]": "succeeded",
+        "build[app]": "skipped",
     }
     failed = outcomes["build[base]"]
     assert failed["message"] == "build base failed"

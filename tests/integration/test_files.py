@@ -139,27 +139,37 @@ def test_an_environment_change_rerenders_and_a_mode_drift_is_put_back_without_a_
 BAD = {
     # name: (stack.toml entries after a good one, template text, expected parts of the one error line)
     "dest escapes with ..": (
-        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "../outside.conf"\n', "fine\n",
-        ["stack.toml:20: templates[2].dest", "destination ../outside.conf is outside the stack folder", "give a path inside"],
+        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "../outside.conf"\n',
+        "fine\n",
+        [
+            "stack.toml:20: templates[2].dest",
+            "destination ../outside.conf is outside the stack folder",
+            "give a path inside",
+        ],
     ),
     "absolute dest": (
-        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "/tmp/reconcile-absolute.conf"\n', "fine\n",
+        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "/tmp/reconcile-absolute.conf"\n',
+        "fine\n",
         ["stack.toml:20: templates[2].dest", "destination /tmp/reconcile-absolute.conf is outside the stack folder"],
     ),
     "dest escapes through a symlink": (
-        '[[files]]\nsrc = "templates/bad.j2"\ndest = "linked/x.conf"\n', "fine\n",
+        '[[files]]\nsrc = "templates/bad.j2"\ndest = "linked/x.conf"\n',
+        "fine\n",
         ["stack.toml:20: files[1].dest", "outside the stack folder (through a symlink)"],
     ),
     "undefined variable": (
-        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n', "line one\nport = {{ nope }}\n",
+        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n',
+        "line one\nport = {{ nope }}\n",
         ["templates/bad.j2:2:", "undefined variable", "'nope' is undefined", "define the name under vars"],
     ),
     "sandbox escape": (
-        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n', "line one\n{{ ''.__class__.__mro__ }}\n",
+        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n',
+        "line one\n{{ ''.__class__.__mro__ }}\n",
         ["templates/bad.j2:2:", "unsafe access in template", "__class__"],
     ),
     "template syntax": (
-        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n', "one\ntwo\n{% if %}\n",
+        '[[templates]]\nsrc = "templates/bad.j2"\ndest = "src/web/bad.conf"\n',
+        "one\ntwo\n{% if %}\n",
         ["templates/bad.j2:3:", "template syntax error", "fix the template"],
     ),
 }
@@ -167,7 +177,9 @@ BAD = {
 
 @pytest.mark.parametrize("command", ["plan", "apply"])
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_a_bad_template_or_destination_exits_1_with_one_line_and_writes_nothing(cli, daemon, make_stack, tmp_path, case, command):
+def test_a_bad_template_or_destination_exits_1_with_one_line_and_writes_nothing(
+    cli, daemon, make_stack, tmp_path, case, command
+):
     entry, template, expected = BAD[case]
     stack = make_stack({"web": WEB}, toml=ENTRIES + entry)  # the good entries come first and must not be written
     (stack / "templates").mkdir()
@@ -178,7 +190,9 @@ def test_a_bad_template_or_destination_exits_1_with_one_line_and_writes_nothing(
     (stack / "config/motd").write_text(MOTD)
     (tmp_path / "elsewhere").mkdir()
     (stack / "linked").symlink_to(tmp_path / "elsewhere")
-    folder_before = {p: p.read_bytes() if p.is_file() else None for p in sorted(tmp_path.rglob("*")) if "cache" not in p.parts}
+    folder_before = {
+        p: p.read_bytes() if p.is_file() else None for p in sorted(tmp_path.rglob("*")) if "cache" not in p.parts
+    }
     daemon_before = tags(daemon)
 
     extra = ["--auto-approve"] if command == "apply" else []

@@ -12,7 +12,7 @@ import pytest
 class _Registry(http.server.BaseHTTPRequestHandler):
     hits = 0
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         type(self).hits += 1
         self.send_response(401)  # what a real registry's /v2/ says without credentials
         self.end_headers()

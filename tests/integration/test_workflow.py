@@ -104,7 +104,10 @@ def _start_apply(daemon, stack: Path, cache: Path, *extra: str) -> subprocess.Po
     env.update(internal_env(daemon), DOCKER_HOST=daemon.docker_host, RECONCILE_CACHE_DIR=str(cache), NO_COLOR="1")
     return subprocess.Popen(
         [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "-s", str(stack), *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -120,7 +123,9 @@ def _wait_for_note(cache: Path, timeout: float = 20) -> dict:
     raise AssertionError("the first apply never took the lock")
 
 
-def test_a_second_apply_fails_at_once_naming_the_holder_then_one_that_waits_converges(cli, daemon, make_stack, tmp_path):
+def test_a_second_apply_fails_at_once_naming_the_holder_then_one_that_waits_converges(
+    cli, daemon, make_stack, tmp_path
+):
     stack = make_stack({"api": SLOW}, toml='build_network = "none"\n')
     cache = tmp_path / "cache"  # the cli fixture's cache dir: both runs share the lock folder
     first = _start_apply(daemon, stack, cache)
@@ -157,7 +162,11 @@ def test_plans_do_not_wait_for_a_running_apply(cli, daemon, make_stack, tmp_path
 
 def test_the_apply_json_stream_parses_line_by_line_and_matches_the_schema(cli, daemon, make_stack):
     stack = make_stack(
-        {"api": "FROM redis:7-alpine\n", "gone": "FROM example/not-mirrored:1.0\n", "bad": "FROM nginx:stable\nRUN exit 3\n"},
+        {
+            "api": "FROM redis:7-alpine\n",
+            "gone": "FROM example/not-mirrored:1.0\n",
+            "bad": "FROM nginx:stable\nRUN exit 3\n",
+        },
         toml='build_network = "none"\n',
     )
     result = cli("apply", "--auto-approve", "--json", "-s", str(stack), env=internal_env(daemon))

@@ -64,7 +64,9 @@ def test_observe_ignores_none_tags_and_digests():
 
 
 def test_observe_ignores_names_it_cannot_parse():
-    seen = observe([{"Id": "sha256:a", "RepoTags": ["Bad Name:1", "redis:7"], "RepoDigests": ["redis@md5:x"], "Labels": {}}])
+    seen = observe(
+        [{"Id": "sha256:a", "RepoTags": ["Bad Name:1", "redis:7"], "RepoDigests": ["redis@md5:x"], "Labels": {}}]
+    )
     assert seen.tags == {parse("redis:7"): "sha256:a"}
     assert seen.digests == {}
 

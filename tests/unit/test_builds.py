@@ -12,13 +12,15 @@ import pytest
 from reconciler import buildkit, builds
 from reconciler.actual import observe
 from reconciler.context import HashCache, context_record, pack
-from reconciler.desired import desired_state, service_uses, base_images
+from reconciler.desired import base_images, desired_state, service_uses
 from reconciler.errors import InputError
 from reconciler.network import NetworkDecision
 from reconciler.plan import narrow, plan
 from reconciler.stack import load
 
-NETWORK = NetworkDecision(mode="external", source="test", registry="harbor.test/aihpc", registry_source="test", alias_prefix="localhost")
+NETWORK = NetworkDecision(
+    mode="external", source="test", registry="harbor.test/aihpc", registry_source="test", alias_prefix="localhost"
+)
 BASE_ID = "sha256:" + "ba" * 32
 OTHER_ID = "sha256:" + "0e" * 32
 
@@ -80,7 +82,9 @@ def test_a_changed_context_file_is_named_in_the_reason(tmp_path):
     (root / "src/api/app.py").write_text("print(2)\n")
     state = _desired(root, tmp_path)
     images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
-    result = plan(state, observe(images), NETWORK, previous=lambda h: old_record if h == labels[builds.LABEL_INPUTS] else None)
+    result = plan(
+        state, observe(images), NETWORK, previous=lambda h: old_record if h == labels[builds.LABEL_INPUTS] else None
+    )
     assert _actions(result) == [("build[api]", "inputs-changed")]
     assert result.actions[0].detail == "context files changed: app.py"
     # Without the old record the part is still named, only not the file.
@@ -92,7 +96,11 @@ def test_a_base_being_pulled_defers_the_decision_to_apply(tmp_path):
     state = _desired(_stack(tmp_path / "s", {"api": "FROM redis:7\n"}), tmp_path)
     labels = _labels_for(state, "api", {"redis:7": BASE_ID})
     result = plan(state, observe([_image(["t-api:v1"], OTHER_ID, labels)]), NETWORK)
-    assert _actions(result) == [("pull[redis:7]", "missing"), ("tag[localhost/redis:7]", "missing"), ("build[api]", "base-changed")]
+    assert _actions(result) == [
+        ("pull[redis:7]", "missing"),
+        ("tag[localhost/redis:7]", "missing"),
+        ("build[api]", "base-changed"),
+    ]
     build = result.actions[2]
     assert build.inputs_hash is None and "decided after pull[redis:7]" in build.detail
     assert build.lookups == {"redis:7": state.aliases[0].source}
@@ -258,7 +266,7 @@ def test_a_context_file_gone_since_the_plan_is_a_clear_error_when_packing(tmp_pa
     import reconciler.context as ctx
 
     real = ctx.context_paths
-    monkeypatch.setattr(ctx, "context_paths", lambda c, d: real(c, d) + ["vanished.txt"])
+    monkeypatch.setattr(ctx, "context_paths", lambda c, d: [*real(c, d), "vanished.txt"])
     with pytest.raises(InputError, match="cannot read the build context"):
         pack(context, context / "Dockerfile")
 
@@ -268,7 +276,7 @@ def test_a_bad_dockerignore_pattern_is_a_clear_error(tmp_path):
     context.mkdir()
     (context / "Dockerfile").write_text("FROM x\n")
     (context / ".dockerignore").write_text("[z-a]\n")
-    with pytest.raises(InputError, match="bad .dockerignore pattern") as caught:
+    with pytest.raises(InputError, match=r"bad \.dockerignore pattern") as caught:
         context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"))
     assert caught.value.where.endswith(".dockerignore")
 
@@ -293,7 +301,11 @@ def test_a_file_entry_may_not_write_a_dockerfile(tmp_path):
 
 
 def test_two_services_building_one_image_are_refused(tmp_path):
-    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM redis:7\n"}, '[services.a]\nimage = "same"\n[services.b]\nimage = "same"\n')
+    root = _stack(
+        tmp_path / "s",
+        {"a": "FROM redis:7\n", "b": "FROM redis:7\n"},
+        '[services.a]\nimage = "same"\n[services.b]\nimage = "same"\n',
+    )
     with pytest.raises(InputError, match="services 'a' and 'b' both build same:v1"):
         load(root)
 

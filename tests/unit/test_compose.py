@@ -69,12 +69,12 @@ def test_compose_images_skips_services_without_image(tmp_path):
     ],
 )
 def test_compose_images_interpolates_variables(tmp_path, image, env, expected):
-    path = _write(tmp_path / "compose.yml", f"services:\n  s:\n    image: \"{image}\"\n")
+    path = _write(tmp_path / "compose.yml", f'services:\n  s:\n    image: "{image}"\n')
     assert _images(path, env) == [(expected, 3)]
 
 
 def test_compose_images_double_dollar_is_a_literal_dollar(tmp_path):
-    path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image: \"redis:$${TAG}\"\n")
+    path = _write(tmp_path / "compose.yml", 'services:\n  s:\n    image: "redis:$${TAG}"\n')
     with pytest.raises(InputError) as info:
         compose_images(path, {"TAG": "7"}, shown_as="compose.yml")
     # Not expanded: the reference keeps the literal ${TAG}.
@@ -83,7 +83,7 @@ def test_compose_images_double_dollar_is_a_literal_dollar(tmp_path):
 
 
 def test_compose_images_unset_variable_hint_names_it(tmp_path):
-    path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image: \"${REDIS_IMAGE}\"\n")
+    path = _write(tmp_path / "compose.yml", 'services:\n  s:\n    image: "${REDIS_IMAGE}"\n')
     with pytest.raises(InputError) as info:
         compose_images(path, {}, shown_as="compose.yml")
     message = str(info.value)
@@ -93,7 +93,7 @@ def test_compose_images_unset_variable_hint_names_it(tmp_path):
 
 
 def test_compose_images_required_variable_error(tmp_path):
-    path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image: \"app:${TAG:?TAG must be set}\"\n")
+    path = _write(tmp_path / "compose.yml", 'services:\n  s:\n    image: "app:${TAG:?TAG must be set}"\n')
     with pytest.raises(InputError) as info:
         compose_images(path, {}, shown_as="compose.yml")
     assert "TAG: TAG must be set" in str(info.value)
@@ -101,7 +101,7 @@ def test_compose_images_required_variable_error(tmp_path):
 
 
 def test_compose_images_malformed_substitution_error(tmp_path):
-    path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image: \"app:${TAG\"\n")
+    path = _write(tmp_path / "compose.yml", 'services:\n  s:\n    image: "app:${TAG"\n')
     with pytest.raises(InputError, match="bad substitution") as info:
         compose_images(path, {}, shown_as="compose.yml")
     assert "compose.yml:3" in str(info.value)
@@ -132,7 +132,7 @@ def test_compose_images_bad_yaml_error_has_line(tmp_path):
 
 def test_compose_images_image_must_be_a_string(tmp_path):
     path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image:\n      - redis\n")
-    with pytest.raises(InputError, match="services.s.image must be a string") as info:
+    with pytest.raises(InputError, match=r"services\.s\.image must be a string") as info:
         compose_images(path, {}, shown_as="compose.yml")
     assert "compose.yml:4" in str(info.value)
 
@@ -206,6 +206,6 @@ def test_read_env_file_parses_dotenv_syntax(tmp_path):
 
 
 def test_read_env_file_missing_is_input_error(tmp_path):
-    with pytest.raises(InputError, match="env file .* not found") as info:
+    with pytest.raises(InputError, match=r"env file .* not found") as info:
         read_env_file(tmp_path / ".env", "stack.toml")
     assert str(info.value).startswith("stack.toml: ")

@@ -17,7 +17,9 @@ DIGEST = "sha256:" + "cd" * 32
 
 
 def _network(mode: str, registry: str = REGISTRY) -> NetworkDecision:
-    return NetworkDecision(mode=mode, source="test", registry=registry, registry_source="test", alias_prefix="localhost")
+    return NetworkDecision(
+        mode=mode, source="test", registry=registry, registry_source="test", alias_prefix="localhost"
+    )
 
 
 def _bases(*texts: str) -> list[BaseImage]:
@@ -127,7 +129,9 @@ def test_desired_state_clash_in_internal_registry_is_input_error():
         desired_state(bases, _network("internal"))
     message = str(info.value)
     assert "\n" not in message
-    assert "quay.io/argoproj/argocd:v2 and argoproj/argocd:v2 both map to harbor.test/aihpc/argoproj/argocd:v2" in message
+    assert (
+        "quay.io/argoproj/argocd:v2 and argoproj/argocd:v2 both map to harbor.test/aihpc/argoproj/argocd:v2" in message
+    )
     assert message.startswith("src/app/Dockerfile:2: ")
 
 

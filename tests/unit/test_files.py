@@ -11,7 +11,9 @@ from reconciler.files import desired_files, unified_diff, write
 from reconciler.network import NetworkDecision
 from reconciler.stack import load
 
-NETWORK = NetworkDecision(mode="internal", source="test", registry="harbor.test/aihpc", registry_source="test", alias_prefix="localhost")
+NETWORK = NetworkDecision(
+    mode="internal", source="test", registry="harbor.test/aihpc", registry_source="test", alias_prefix="localhost"
+)
 
 
 def _stack(root: Path, entries: str, template: str | None = None) -> Path:
@@ -40,8 +42,10 @@ def _files(root: Path):
 
 def test_a_template_sees_vars_the_stack_and_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SITE_OWNER", "ops")
-    template = "{{ vars.host }} {{ stack.name }}:{{ stack.tag }} {{ stack.network }} {{ stack.registry }} " \
-               "{{ stack.services | map(attribute='name') | join(',') }} {{ env.SITE_OWNER }}\n"
+    template = (
+        "{{ vars.host }} {{ stack.name }}:{{ stack.tag }} {{ stack.network }} {{ stack.registry }} "
+        "{{ stack.services | map(attribute='name') | join(',') }} {{ env.SITE_OWNER }}\n"
+    )
     (spec,) = _files(_stack(tmp_path, TEMPLATE_ENTRY, template))
     assert spec.content == b"ai.example demo:v2 internal harbor.test/aihpc web ops\n"
     assert spec.rel == "src/web/site.conf" and spec.kind == "template"
@@ -80,7 +84,7 @@ def test_a_destination_escaping_through_a_symlink_is_refused(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (root / "link").symlink_to(tmp_path / "elsewhere")
     (root / "a.txt").write_text("a")
-    with pytest.raises(InputError, match="outside the stack folder .through a symlink."):
+    with pytest.raises(InputError, match=r"outside the stack folder \(through a symlink\)"):
         _files(_stack(root, '[[files]]\nsrc = "a.txt"\ndest = "link/a.txt"\n'))
 
 
@@ -94,8 +98,10 @@ def test_two_entries_writing_one_destination_are_refused(tmp_path):
 def test_the_mode_is_explicit_else_kept_from_the_destination_else_the_source(tmp_path):
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")
     os.chmod(tmp_path / "run.sh", 0o755)
-    entries = '[[files]]\nsrc = "run.sh"\ndest = "a.sh"\n[[files]]\nsrc = "run.sh"\ndest = "b.sh"\n' \
-              '[[files]]\nsrc = "run.sh"\ndest = "c.sh"\nmode = "0700"\n'
+    entries = (
+        '[[files]]\nsrc = "run.sh"\ndest = "a.sh"\n[[files]]\nsrc = "run.sh"\ndest = "b.sh"\n'
+        '[[files]]\nsrc = "run.sh"\ndest = "c.sh"\nmode = "0700"\n'
+    )
     (tmp_path / "b.sh").write_text("old")
     os.chmod(tmp_path / "b.sh", 0o640)
     modes = {spec.rel: spec.mode for spec in _files(_stack(tmp_path, entries))}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,9 @@ def holder(tmp_path):
     def start(daemon_id: str = DAEMON) -> subprocess.Popen:
         proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(tmp_path), daemon_id],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         started.append(proc)
         assert proc.stdout.readline().strip() == "locked"
@@ -115,7 +117,7 @@ def test_different_daemons_do_not_block_each_other(holder, tmp_path):
 
 
 def test_note_says_who_holds_the_lock_and_goes_with_it(tmp_path):
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     with hold(DAEMON, "reconcile apply", directory=tmp_path) as path:
         note = json.loads(path.with_suffix(".json").read_text())
         assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -124,8 +126,8 @@ def test_note_says_who_holds_the_lock_and_goes_with_it(tmp_path):
     assert note["command"] == "reconcile apply"
     assert note["daemon_id"] == DAEMON
     assert note["user"] and note["host"]
-    started = datetime.strptime(note["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert before <= started <= datetime.now(timezone.utc)
+    started = datetime.strptime(note["started"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= started <= datetime.now(UTC)
     assert not path.with_suffix(".json").exists()
     assert path.exists()  # the lock file stays: unlinking it would let two holders lock different inodes
 
@@ -138,7 +140,7 @@ def test_lock_file_name_is_safe_and_per_daemon(tmp_path):
 
 def test_unusable_directory_is_a_one_line_error(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ReconcileError, match="cannot create the lock file .*RECONCILE_CACHE_DIR") as caught:
+    with pytest.raises(ReconcileError, match=r"cannot create the lock file .*RECONCILE_CACHE_DIR") as caught:
         with hold(DAEMON, "reconcile apply", directory=tmp_path / "file" / "locks"):
             pass
     assert not isinstance(caught.value, LockedError)

@@ -34,7 +34,7 @@ def parse(text: str) -> dict[tuple[str, frozenset], float]:
             label = LABEL.match(rest)
             assert label, rest
             labels[label[1]] = re.sub(r'\\[\\"n]', lambda m: UNESCAPE[m[0]], label[2])
-            rest = rest[label.end():]
+            rest = rest[label.end() :]
         samples[(match["name"], frozenset(labels.items()))] = float(match["value"])
     return samples
 
@@ -44,8 +44,14 @@ def key(name: str, **labels: str) -> tuple[str, frozenset]:
 
 
 def write(path, **overrides):
-    args = dict(drift={"pull": 2, "build": 1}, success=True, duration_seconds=1.25,
-                network_mode="internal", stack="prod", timestamp=1_800_000_000.5)
+    args = dict(
+        drift={"pull": 2, "build": 1},
+        success=True,
+        duration_seconds=1.25,
+        network_mode="internal",
+        stack="prod",
+        timestamp=1_800_000_000.5,
+    )
     args.update(overrides)
     write_metrics(path, **args)
     return parse(path.read_text())

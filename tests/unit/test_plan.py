@@ -25,7 +25,9 @@ DIGEST = "sha256:" + "ef" * 32
 
 
 def _network(mode: str, registry: str = "harbor.test/aihpc") -> NetworkDecision:
-    return NetworkDecision(mode=mode, source="test", registry=registry, registry_source="test", alias_prefix="localhost")
+    return NetworkDecision(
+        mode=mode, source="test", registry=registry, registry_source="test", alias_prefix="localhost"
+    )
 
 
 def _plan(mode: str, bases: list[str], images: list[dict], registry: str = "harbor.test/aihpc"):
@@ -44,7 +46,10 @@ def test_plan_case(name):
 
 def test_plan_is_idempotent_after_tags_are_applied():
     image = {"Id": "sha256:aaaa", "RepoTags": ["harbor.test/aihpc/redis:7"], "RepoDigests": [], "Labels": {}}
-    assert [a.address for a in _plan("internal", ["redis:7"], [image]).actions] == ["tag[redis:7]", "tag[localhost/redis:7]"]
+    assert [a.address for a in _plan("internal", ["redis:7"], [image]).actions] == [
+        "tag[redis:7]",
+        "tag[localhost/redis:7]",
+    ]
     image["RepoTags"] += ["redis:7", "localhost/redis:7"]
     assert _plan("internal", ["redis:7"], [image]).empty
 
@@ -83,7 +88,10 @@ def test_plan_keeps_why_nothing_changed():
     image = {"Id": "sha256:aaaa", "RepoTags": ["redis:7", "localhost/redis:7"], "RepoDigests": [], "Labels": {}}
     result = _plan("external", ["redis:7"], [image])
     assert result.empty
-    assert result.unchanged == ["redis:7 is present as sha256:aaaa", "localhost/redis:7 points at sha256:aaaa like redis:7"]
+    assert result.unchanged == [
+        "redis:7 is present as sha256:aaaa",
+        "localhost/redis:7 points at sha256:aaaa like redis:7",
+    ]
 
 
 def test_plan_carries_desired_warnings():
@@ -93,7 +101,13 @@ def test_plan_carries_desired_warnings():
 
 
 def test_plan_summary_counts_kinds():
-    assert _plan("internal", ["redis:7", "nginx:1"], []).summary() == {"pull": 2, "tag": 4, "write": 0, "build": 0, "total": 6}
+    assert _plan("internal", ["redis:7", "nginx:1"], []).summary() == {
+        "pull": 2,
+        "tag": 4,
+        "write": 0,
+        "build": 0,
+        "total": 6,
+    }
     assert _plan("internal", [], []).summary() == {"pull": 0, "tag": 0, "write": 0, "build": 0, "total": 0}
 
 

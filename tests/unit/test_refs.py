@@ -163,7 +163,9 @@ def test_relative_to_undoes_aliased(text):
 
 
 def test_relative_to_strips_prefix_with_path():
-    assert parse("harbor.test/aihpc/argoproj/argocd:v2").relative_to("harbor.test/aihpc/") == parse("argoproj/argocd:v2")
+    assert parse("harbor.test/aihpc/argoproj/argocd:v2").relative_to("harbor.test/aihpc/") == parse(
+        "argoproj/argocd:v2"
+    )
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query)
         self.server.log.append(("GET", self.path, dict(self.headers)))
         if not self._basic_ok():
-            return self._answer(401, json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "bad login"}]}).encode())
+            return self._answer(
+                401, json.dumps({"errors": [{"code": "UNAUTHORIZED", "message": "bad login"}]}).encode()
+            )
         scopes = {f"repository:{key.rpartition(':')[0]}:pull" for key in self.server.manifests}
         if query.get("service") != ["fake"] or query.get("scope", [None])[0] not in scopes:
             return self._answer(400)
@@ -258,12 +260,24 @@ def test_unreachable_registry_raises_one_line_engine_error():
         ("redis:7", {}, "https://registry-1.docker.io/v2/library/redis/manifests/7"),
         ("osixia/openldap:1.5.0", {}, "https://registry-1.docker.io/v2/osixia/openldap/manifests/1.5.0"),
         ("quay.io/argoproj/argocd:v2", {}, "https://quay.io/v2/argoproj/argocd/manifests/v2"),
-        ("harbor.test:8443/aihpc/redis:7", {"insecure_hosts": {"harbor.test:8443"}}, "http://harbor.test:8443/v2/aihpc/redis/manifests/7"),
+        (
+            "harbor.test:8443/aihpc/redis:7",
+            {"insecure_hosts": {"harbor.test:8443"}},
+            "http://harbor.test:8443/v2/aihpc/redis/manifests/7",
+        ),
         ("localhost:5000/x", {}, "http://localhost:5000/v2/x/manifests/latest"),
         ("[::1]:5000/x:1", {}, "http://[::1]:5000/v2/x/manifests/1"),
-        ("redis:7", {"mirrors": {"docker.io": "http://127.0.0.1:5551"}}, "http://127.0.0.1:5551/v2/library/redis/manifests/7"),
+        (
+            "redis:7",
+            {"mirrors": {"docker.io": "http://127.0.0.1:5551"}},
+            "http://127.0.0.1:5551/v2/library/redis/manifests/7",
+        ),
         ("redis:7", {"mirrors": {"docker.io": "mirror.test"}}, "https://mirror.test/v2/library/redis/manifests/7"),
-        (f"redis@sha256:{'cd' * 32}", {}, f"https://registry-1.docker.io/v2/library/redis/manifests/sha256:{'cd' * 32}"),
+        (
+            f"redis@sha256:{'cd' * 32}",
+            {},
+            f"https://registry-1.docker.io/v2/library/redis/manifests/sha256:{'cd' * 32}",
+        ),
     ],
 )
 def test_manifest_url_picks_endpoint_scheme_and_path(text, kwargs, url):

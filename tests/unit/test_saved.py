@@ -35,8 +35,13 @@ def _changed(**edits) -> dict:
 
 
 MINIMAL = {
-    "kind": saved.KIND, "format_version": "1.0", "created": "2026-11-29T12:00:00Z", "options": {"stack": "/s/stack.toml"},
-    "fingerprint": PRINT, "plan": {"actions": []}, "rendered": "No changes.\n",
+    "kind": saved.KIND,
+    "format_version": "1.0",
+    "created": "2026-11-29T12:00:00Z",
+    "options": {"stack": "/s/stack.toml"},
+    "fingerprint": PRINT,
+    "plan": {"actions": []},
+    "rendered": "No changes.\n",
 }
 
 
@@ -47,8 +52,10 @@ def test_an_identical_fingerprint_has_no_changes():
 @pytest.mark.parametrize(
     "edits, expected",
     [
-        ({"images__localhost/redis:7": "sha256:" + "9" * 64},
-         "image localhost/redis:7: sha256:111111111111 → sha256:999999999999"),
+        (
+            {"images__localhost/redis:7": "sha256:" + "9" * 64},
+            "image localhost/redis:7: sha256:111111111111 → sha256:999999999999",
+        ),
         ({"images__redis:7": None}, "image redis:7: sha256:111111111111 → absent"),
         ({"daemon": "ID2"}, "the daemon: ID1 → ID2"),
         ({"network__mode": "external"}, "network mode: internal → external"),
@@ -96,13 +103,32 @@ def test_every_stream_line_goes_through_the_schema_models():
     stream = JsonStream(out)
     stream.version("9.9")
     stream.diagnostic("warning", "redis@sha256:… is pinned by digest")
-    stream.summary({"pulled": 1, "tagged": 2, "written": 0, "built": 1, "succeeded": 4, "unchanged": 0,
-                    "failed": 0, "skipped": 0, "total": 4}, [])
+    stream.summary(
+        {
+            "pulled": 1,
+            "tagged": 2,
+            "written": 0,
+            "built": 1,
+            "succeeded": 4,
+            "unchanged": 0,
+            "failed": 0,
+            "skipped": 0,
+            "total": 4,
+        },
+        [],
+    )
     lines = [LINE.validate_json(text) for text in out.getvalue().splitlines()]
     assert [line.type for line in lines] == ["version", "diagnostic", "change_summary"]
     assert lines[1].level == "warn" and lines[2].verify.converged
     assert set(schema()["discriminator"]["mapping"]) == {
-        "version", "diagnostic", "planned_change", "apply_start", "apply_progress", "apply_complete", "apply_errored", "change_summary",
+        "version",
+        "diagnostic",
+        "planned_change",
+        "apply_start",
+        "apply_progress",
+        "apply_complete",
+        "apply_errored",
+        "change_summary",
     }
 
 
@@ -127,7 +153,9 @@ def test_writing_a_plan_over_a_folder_fails_cleanly(tmp_path):
 
     folder = tmp_path / "out"
     folder.mkdir()
-    network = NetworkDecision(mode="internal", source="t", registry="h/p", registry_source="t", alias_prefix="localhost")
+    network = NetworkDecision(
+        mode="internal", source="t", registry="h/p", registry_source="t", alias_prefix="localhost"
+    )
     with pytest.raises(InputError, match="cannot write the saved plan"):
         saved.write(folder, options={}, the_plan=Plan(network=network), print_={}, rendered="")
     assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []  # no temp file left
