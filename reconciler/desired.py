@@ -6,11 +6,14 @@ Two steps, both free of daemon access:
    Dockerfiles (for each service's target), compose files and the stack's
    extra ``images``, normalized and deduplicated, each with where it is used.
 2. :func:`desired_state` -- for a network decision, which references must be
-   present (pulled) and which alias tags must point at which of them.
+   present (pulled) and which alias tags must point at which of them; in
+   internal mode ``[network.harbor_paths]`` says where the internal registry
+   keeps an image when its layout is not the default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .builds import BuildSpec
@@ -95,8 +98,15 @@ class DesiredState:
     builds: list[BuildSpec] = field(default_factory=list)  # in dependency order
 
 
-def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredState:
-    """The rules of the network section of the docs, one base image at a time."""
+def desired_state(
+    bases: list[BaseImage], network: NetworkDecision, harbor_paths: Mapping[str, str] | None = None
+) -> DesiredState:
+    """The rules of the network section of the docs, one base image at a time.
+
+    ``harbor_paths`` is ``NetworkSection.harbor_paths``: canonical repository name
+    (``docker.io/library/redis``) -> its path under the internal registry.  Only
+    internal mode pulls from that registry, so only internal mode reads it.
+    """
     presence: dict[ImageRef, list[ImageRef]] = {}
     aliases: dict[ImageRef, Alias] = {}
     origin: dict[ImageRef, ImageRef] = {}  # source -> upstream it was mapped from
@@ -112,13 +122,13 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
         elif network.mode == "external":
             source, wanted = upstream, [_alias(upstream, prefix, base, warnings)]
         else:
-            source = upstream.under(network.registry)
+            source = _internal_name(upstream, network.registry, harbor_paths or {}, base)
             wanted = [upstream, _alias(upstream, prefix, base, warnings)]
             if origin.setdefault(source, upstream) != upstream:
                 raise InputError(
                     f"{origin[source]} and {upstream} both map to {source} in the internal registry",
                     where=_first_use(base),
-                    hint="use one of them, or mirror them into different registry projects",
+                    hint="use one of them, or give one its own path in [network.harbor_paths]",
                 )
         if ref != upstream and ref not in wanted:
             wanted.append(ref)  # the exact name the Dockerfile uses (localhost/library/redis:7)
@@ -144,6 +154,20 @@ def desired_state(bases: list[BaseImage], network: NetworkDecision) -> DesiredSt
         aliases=list(aliases.values()),
         warnings=list(dict.fromkeys(warnings)),
     )
+
+
+def _internal_name(upstream: ImageRef, registry: str, harbor_paths: Mapping[str, str], base: BaseImage) -> ImageRef:
+    """Where the internal registry keeps ``upstream``: its mapped path, else its path without
+    the registry host; the tag and digest stay."""
+    path = harbor_paths.get(upstream.name)
+    try:
+        return upstream.renamed(f"{registry}/{path}") if path else upstream.under(registry)
+    except InvalidReference as exc:  # the registry and path together pass the 255-character limit
+        raise InputError(
+            f"{upstream} has no valid name in the internal registry {registry}: {exc}",
+            where=_first_use(base),
+            hint="give it a shorter path in [network.harbor_paths]",
+        ) from None
 
 
 def _alias(upstream: ImageRef, prefix: str, base: BaseImage, warnings: list[str]) -> ImageRef | None:

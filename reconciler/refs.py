@@ -95,6 +95,11 @@ class ImageRef:
         ``harbor/aihpc/argoproj/argocd:v2``."""
         return parse(f"{prefix.rstrip('/')}/{self.hub_path}{self._suffix()}")
 
+    def renamed(self, name: str) -> ImageRef:
+        """The same tag or digest on the repository ``name``: ``renamed("harbor/aihpc/argocd")``
+        of ``quay.io/argoproj/argocd:v2`` is ``harbor/aihpc/argocd:v2``."""
+        return parse(name + self._suffix())
+
     def aliased(self, prefix: str) -> ImageRef:
         """The alias of this reference below ``prefix``, keeping any registry host so
         that ``quay.io/x/y`` and Docker Hub's ``x/y`` never share an alias:

@@ -7,6 +7,7 @@ resolves the relative paths and the service glob against the stack folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import InputError, where
-from .refs import InvalidReference, parse, parse_prefix
+from .refs import PATH_RE, InvalidReference, parse, parse_prefix
 
 STACK_FILE = "stack.toml"
 STACK_TAG_ARG = "STACK_TAG"  # the build arg every service build receives: the tag being built
@@ -58,6 +60,12 @@ class NetworkSection(_Strict):
     internal_probes: list[str] | None = Field(
         None, description="URLs; absent: the internal registry's /v2/ over https, then http."
     )
+    harbor_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base image repository -> its path under internal_registry, for an existing Harbor layout "
+        '(`"quay.io/argoproj/argocd" = "argocd"`); unmapped images use the path without the registry host. '
+        "Internal mode only.",
+    )
 
     @field_validator("internal_registry", "alias_prefix")
     @classmethod
@@ -74,6 +82,49 @@ class NetworkSection(_Strict):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"probe {url!r} must be an http:// or https:// URL")
         return value
+
+    @field_validator("harbor_paths", mode="before")
+    @classmethod
+    def _harbor_paths(cls, value: Any) -> Any:
+        """Keys normalized to the canonical repository (``redis`` is ``docker.io/library/redis``),
+        so two spellings of one image are one key."""
+        if not isinstance(value, dict):
+            return value  # pydantic's own type error says what is wrong
+        paths: dict[str, str] = {}
+        spelled: dict[str, str] = {}
+        problems: list[InitErrorDetails] = []
+
+        def problem(key: str, path: Any, text: str) -> None:
+            # Raised as a ValidationError so the location names the key (network.harbor_paths."quay.io/x"):
+            # a ValueError's location stops at the field. Its text goes in as context, braces and all.
+            error = PydanticCustomError("harbor_path", "{problem}", {"problem": text})
+            toml_key = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)  # as a dotted key spells it
+            problems.append(InitErrorDetails(type=error, loc=(toml_key,), input=path))
+
+        for key, path in value.items():
+            try:
+                repository = parse(key, default_tag=False)
+            except InvalidReference as exc:
+                problem(key, path, f"the key is not an image repository: {exc}")
+                continue
+            if repository.tag or repository.digest:
+                problem(key, path, "the key must be a repository without tag or digest: its path serves every tag")
+            elif repository.name in spelled:
+                problem(key, path, f"the same repository as {spelled[repository.name]!r}; keep one of them")
+            elif not isinstance(path, str) or not PATH_RE.fullmatch(path):
+                shown = repr(path) if len(repr(path)) <= 80 else repr(path)[:77] + "..."
+                problem(
+                    key,
+                    path,
+                    f"{shown} is not a repository path under the internal registry: "
+                    "use lower-case components joined by /, like library/redis",
+                )
+            else:
+                spelled[repository.name] = key
+                paths[repository.name] = path
+        if problems:
+            raise ValidationError.from_exception_data("harbor_paths", problems)
+        return paths
 
 
 class ServiceSection(_Strict):
