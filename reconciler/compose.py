@@ -21,8 +21,8 @@ Merging (later files, ``extends``)
     ``build`` mappings merge key by key and ``args`` merge by name (list form
     and mapping form alike).  ``profiles`` are appended without duplicates, as
     compose-go does (``override/uncity.go``).  A null value overrides nothing.
-  - ``!reset`` removes a value set by earlier files, ``!override`` replaces it
-    instead of merging.
+  - ``!reset`` removes a value (or a whole service) set by earlier files,
+    ``!override`` replaces it instead of merging.
 
 YAML
   - Merge keys are resolved: ``<<: *base`` and ``<<: [*a, *b]``; the mapping's
@@ -388,21 +388,24 @@ class _Reader:
         def too_deep(line: int) -> None:
             self.fail(f"YAML nested more than {MAX_DEPTH} levels deep", file, line)
 
-        loader = _BoundedLoader(text, lambda line: self.spend(file, line), too_deep)
+        loader = None
         try:
+            loader = _BoundedLoader(text, lambda line: self.spend(file, line), too_deep)  # checks characters
             docs = []
             while loader.check_node():
                 docs.append(loader.get_node())
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # ReaderError has no mark
             self.fail(
-                f"not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                f"not valid YAML: {problem}",
                 file,
                 mark.line + 1 if mark else None,
                 hint="fix the syntax",
             )
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         self.parsed[file] = docs
         return docs
 
@@ -439,7 +442,10 @@ class _Reader:
         merged: dict[str, dict] = {}
         for file in files:
             for doc in self.read_documents(file, project_dir, at):
-                own = {name: self.resolve(doc, name) for name in doc.services}
+                reset = {name for name, (_, node) in doc.services.items() if node.tag == "!reset"}
+                for name in reset:
+                    merged.pop(name, None)
+                own = {name: self.resolve(doc, name) for name in doc.services if name not in reset}
                 for paths, directory, line in self.includes(doc):
                     for path in paths:
                         if path in including or path == file:
@@ -526,14 +532,16 @@ class _Reader:
         key = f"services.{name}.extends"
         if extends.file is None:
             if extends.service not in doc.services:
-                self.fail(f"service {extends.service!r} to extend is not defined", doc.file, extends.line, key)
+                self.fail(f"service {_short(extends.service)} to extend is not defined", doc.file, extends.line, key)
             return self.resolve(doc, extends.service)
         # compose-go resolves another file's relative paths against that file's folder.
         docs = self.read_documents(extends.file, extends.file.parent, (doc.file, extends.line, key))
         found = [d for d in docs if extends.service in d.services]
         if not found:
             shown = self.shown_as(extends.file)
-            self.fail(f"service {extends.service!r} to extend is not defined in {shown}", doc.file, extends.line, key)
+            self.fail(
+                f"service {_short(extends.service)} to extend is not defined in {shown}", doc.file, extends.line, key
+            )
         base: dict = {}
         for other in found:
             base = _merge_service(base, self.resolve(other, extends.service))
@@ -607,7 +615,7 @@ class _Reader:
     def context(self, doc: _Document, value: str, node: yaml.Node, key: str) -> Path:
         if value.startswith(_REMOTE) or "://" in value:
             self.fail(
-                f"remote build context {value!r} is not supported",
+                f"remote build context {_short(value)} is not supported",
                 doc.file,
                 _line(node),
                 key,
@@ -634,7 +642,7 @@ class _Reader:
                     continue
                 name, sep, value = text.partition("=")
                 if not name:
-                    self.fail(f"build arg {text!r} has no name", file, _line(item), key)
+                    self.fail(f"build arg {_short(text)} has no name", file, _line(item), key)
                 args[name] = value if sep else None
         else:
             self.fail(f"{key} must be a mapping or a list", file, _line(node))
@@ -745,6 +753,10 @@ class _Nesting:
 
     def __exit__(self, *exc) -> None:
         self.reader.depth -= 1
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
 
 
 def _line(node: yaml.Node) -> int:
