@@ -68,7 +68,12 @@ def context_paths(context: Path, dockerfile: Path) -> list[str]:
 
 
 class HashCache:
-    """sha256 of files, remembered by (size, mtime_ns, inode) across runs."""
+    """sha256 of files, remembered by (size, mtime_ns, ctime_ns, inode) across runs.
+
+    ctime as git's index uses it: ``cp -p`` or ``rsync -t`` can put back the mtime
+    of a same-size edit, but nothing but the kernel sets the ctime, and any write or
+    utime moves it. An entry of another shape (an older version's) is a miss.
+    """
 
     def __init__(self, path: Path | None = None):
         self.path = path or cache_dir() / "file-hashes.json"
@@ -81,10 +86,10 @@ class HashCache:
 
     def sha256(self, path: Path, st: os.stat_result) -> str:
         key = str(path)
-        mark = [st.st_size, st.st_mtime_ns, st.st_ino]
+        mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = self.known.get(key)
-        if isinstance(hit, list) and len(hit) == 4 and hit[:3] == mark:
-            return hit[3]
+        if isinstance(hit, list) and len(hit) == len(mark) + 1 and hit[:-1] == mark and isinstance(hit[-1], str):
+            return hit[-1]
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

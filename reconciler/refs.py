@@ -6,7 +6,10 @@ reports) go through :func:`parse` first, so ``docker.io/library/nginx`` and
 
 Written by hand because no maintained Python package implements the
 distribution/reference grammar; the regular expressions below are transcribed
-from ``github.com/distribution/reference`` (regexp.go, normalize.go).
+from ``github.com/distribution/reference`` (regexp.go, normalize.go,
+reference.go) and the digest rules from ``github.com/opencontainers/go-digest``
+(algorithm.go), which that package calls to validate a digest.
+tests/cases/refs/corpus.toml holds the Go projects' own test tables.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 DOMAIN_RE = re.compile(_DOMAIN)
 TAG_RE = re.compile(_TAG, re.ASCII)
 DIGEST_RE = re.compile(_DIGEST)
-NAME_TOTAL_LENGTH_MAX = 255
+IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+# reference.go RepositoryNameTotalLengthMax: counts the path only, not the registry host
+# (docker.io/library/ + 247 characters is the longest official name).
+PATH_LENGTH_MAX = 255
+# The grammar above admits any algorithm name and 32+ hex digits of either case;
+# go-digest then accepts only the algorithms it registers, each with its exact
+# length in lower-case hex.
+DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 class InvalidReference(ValueError):
@@ -58,17 +68,26 @@ class ImageRef:
         return f"{self.domain}/{self.path}"
 
     @property
+    def _hub_short_path(self) -> str:
+        # normalize.go familiarizeName: drop "library/" only when one component is
+        # left, since "library/foo/bar" and "foo/bar" are different repositories.
+        # Unlike docker, keep it before a 64-hex name: bare, that reads as an image ID,
+        # and the short name is what the engine is asked to pull and tag.
+        rest = self.path.removeprefix(OFFICIAL_REPO_PREFIX)
+        return rest if "/" not in rest and not IDENTIFIER_RE.fullmatch(rest) else self.path
+
+    @property
     def familiar_name(self) -> str:
         """The repository as the docker CLI shows it: ``redis``, ``osixia/openldap``."""
         if self.domain == DEFAULT_DOMAIN:
-            return self.path.removeprefix(OFFICIAL_REPO_PREFIX)
+            return self._hub_short_path
         return self.name
 
     @property
     def hub_path(self) -> str:
         """The repository path without its registry host, as a registry mirror stores it:
         ``redis`` for Docker Hub's official images, ``argoproj/argocd`` for quay.io's."""
-        return self.path.removeprefix(OFFICIAL_REPO_PREFIX) if self.domain == DEFAULT_DOMAIN else self.path
+        return self._hub_short_path if self.domain == DEFAULT_DOMAIN else self.path
 
     def _suffix(self) -> str:
         return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
@@ -131,42 +150,68 @@ def _split_domain(name: str) -> tuple[str, str]:
     return domain, remainder
 
 
+def _shown(text: str) -> str:
+    # Error messages stay one readable line even for a 300-character reference.
+    return repr(text) if len(text) <= 100 else repr(text[:100]) + "..."
+
+
+def _check_digest(text: str, digest: str) -> None:
+    where = f"invalid reference {_shown(text)}"
+    if not DIGEST_RE.fullmatch(digest):
+        raise InvalidReference(f"{where}: bad digest {_shown(digest)}")
+    algorithm, _, hex_digits = digest.partition(":")
+    length = DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
+        raise InvalidReference(
+            f"{where}: unsupported digest algorithm {_shown(algorithm)} (use sha256, sha384 or sha512)"
+        )
+    if len(hex_digits) != length or hex_digits.lower() != hex_digits:
+        raise InvalidReference(
+            f"{where}: bad digest {_shown(digest)}: {algorithm} needs {length} lower-case hex digits"
+        )
+
+
 def parse(text: str, *, default_tag: bool = True) -> ImageRef:
-    """Parse and normalize a reference as the docker CLI does.
+    """Parse and normalize a reference as the docker CLI does (ParseNormalizedNamed).
 
     With ``default_tag`` a reference with neither tag nor digest gets ``:latest``.
     Raises :class:`InvalidReference` with a short reason.
+
+    One deliberate difference: a first component with a '.' and a '_' (``a_b.io/x``)
+    is no registry host, and docker then keeps the whole name with no registry at
+    all, which nothing can pull; it is refused here as a bad registry host.
     """
     if not text:
         raise InvalidReference("empty image reference")
     if text != text.strip() or any(c.isspace() for c in text):
-        raise InvalidReference(f"invalid reference {text!r}: contains white space")
+        raise InvalidReference(f"invalid reference {_shown(text)}: contains white space")
+    if IDENTIFIER_RE.fullmatch(text):
+        raise InvalidReference(f"invalid reference {_shown(text)}: cannot specify 64-byte hexadecimal strings")
     remainder = text
     digest = None
     if "@" in remainder:
         remainder, digest = remainder.split("@", 1)
-        if not DIGEST_RE.fullmatch(digest):
-            raise InvalidReference(f"invalid reference {text!r}: bad digest {digest!r}")
+        _check_digest(text, digest)
     tag = None
     # A ':' after the last '/' separates the tag; one before it is a port.
     colon = remainder.rfind(":")
     if colon > remainder.rfind("/"):
         remainder, tag = remainder[:colon], remainder[colon + 1 :]
         if not TAG_RE.fullmatch(tag):
-            raise InvalidReference(f"invalid reference {text!r}: bad tag {tag!r}")
+            raise InvalidReference(f"invalid reference {_shown(text)}: bad tag {_shown(tag)}")
     if not remainder:
-        raise InvalidReference(f"invalid reference {text!r}: missing repository name")
-    if re.fullmatch(r"[a-f0-9]{64}", remainder):
-        raise InvalidReference(f"invalid reference {text!r}: cannot specify 64-byte hexadecimal strings")
+        raise InvalidReference(f"invalid reference {_shown(text)}: missing repository name")
     domain, path = _split_domain(remainder)
     if not DOMAIN_RE.fullmatch(domain):
-        raise InvalidReference(f"invalid reference {text!r}: bad registry host {domain!r}")
+        raise InvalidReference(f"invalid reference {_shown(text)}: bad registry host {_shown(domain)}")
     if path.lower() != path:
-        raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
+        raise InvalidReference(f"invalid reference {_shown(text)}: repository name must be lowercase")
     if not PATH_RE.fullmatch(path):
-        raise InvalidReference(f"invalid reference {text!r}: bad repository name {path!r}")
-    if len(domain) + 1 + len(path) > NAME_TOTAL_LENGTH_MAX:
-        raise InvalidReference(f"invalid reference {text!r}: repository name longer than 255 characters")
+        raise InvalidReference(f"invalid reference {_shown(text)}: bad repository name {_shown(path)}")
+    if len(path) > PATH_LENGTH_MAX:
+        raise InvalidReference(
+            f"invalid reference {_shown(text)}: repository path longer than {PATH_LENGTH_MAX} characters"
+        )
     if tag is None and digest is None and default_tag:
         tag = DEFAULT_TAG
     return ImageRef(domain, path, tag, digest)
@@ -179,6 +224,6 @@ def parse_prefix(text: str) -> str:
     try:
         probe = parse(f"{prefix}/x")
     except InvalidReference:
-        raise InvalidReference(f"invalid registry prefix {text!r}: expected HOST[:PORT][/PATH]") from None
+        raise InvalidReference(f"invalid registry prefix {_shown(text)}: expected HOST[:PORT][/PATH]") from None
     # Canonical form, so prefix comparisons see what parse() sees: index.docker.io/p → docker.io/p.
     return probe.name[: -len("/x")]

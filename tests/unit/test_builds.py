@@ -1,10 +1,12 @@
 """Builds, pure side: the inputs hash, context hashing, the build plan, BuildKit trace decoding."""
 
 import base64
+import hashlib
 import json
 import os
 import tarfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -175,14 +177,55 @@ def test_the_stat_cache_skips_reading_unchanged_files(tmp_path):
     path = tmp_path / "f"
     path.write_text("aaaa")
     cache = HashCache(tmp_path / "h.json")
-    first = cache.sha256(path, path.stat())
+    cache.sha256(path, path.stat())
+    cache.save()
+    known = json.loads((tmp_path / "h.json").read_text())
+    known[str(path)][-1] = "f" * 64  # what the cache says, not what the file holds
+    (tmp_path / "h.json").write_text(json.dumps(known))
+    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == "f" * 64
+
+
+def test_a_same_size_edit_with_its_mtime_put_back_is_hashed_again(tmp_path):
+    # cp -p and rsync -t restore the mtime; the ctime still moves, as git's index relies on.
+    path = tmp_path / "f"
+    path.write_text("aaaa")
+    cache = HashCache(tmp_path / "h.json")
+    assert cache.sha256(path, path.stat()) == hashlib.sha256(b"aaaa").hexdigest()
     cache.save()
     st = path.stat()
-    path.write_text("bbbb")  # same size; put the mtime back: the cache cannot tell
+    time.sleep(0.05)  # past the kernel's coarse timestamp tick, so the edit's ctime differs
+    path.write_text("bbbb")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == first
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # any stat change: read again
-    assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) != first
+    edited = path.stat()
+    assert (edited.st_size, edited.st_mtime_ns, edited.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert HashCache(tmp_path / "h.json").sha256(path, edited) == hashlib.sha256(b"bbbb").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "make_entry",
+    [
+        lambda st: [st.st_size, st.st_mtime_ns, st.st_ino, "f" * 64],  # the previous shape, no ctime
+        lambda st: [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, 5],
+        lambda st: [1, 2],
+        lambda st: "abc",
+    ],
+    ids=["previous-shape", "hash-not-a-string", "short", "not-a-list"],
+)
+def test_a_cache_entry_of_another_shape_is_a_miss(tmp_path, make_entry):
+    path = tmp_path / "f"
+    path.write_text("x")
+    st = path.stat()
+    (tmp_path / "h.json").write_text(json.dumps({str(path): make_entry(st)}))
+    cache = HashCache(tmp_path / "h.json")
+    assert cache.sha256(path, st) == hashlib.sha256(b"x").hexdigest()
+    cache.save()
+    assert json.loads((tmp_path / "h.json").read_text())[str(path)] == [
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        hashlib.sha256(b"x").hexdigest(),
+    ]
 
 
 def test_planned_writes_count_as_context_before_they_exist(tmp_path):

@@ -1,10 +1,47 @@
 """Image references normalize the way the docker CLI (distribution/reference) does."""
 
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from reconciler.refs import ImageRef, InvalidReference, parse, parse_prefix
 
 DIGEST = "sha256:" + "ab" * 32
+CORPUS = tomllib.loads((Path(__file__).parents[1] / "cases" / "refs" / "corpus.toml").read_text())
+
+
+def _case_id(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + f"...({len(text)})"
+
+
+@pytest.mark.parametrize("case", CORPUS["valid"], ids=[_case_id(c["text"]) for c in CORPUS["valid"]])
+def test_parse_accepts_corpus_reference_in_normal_form(case):
+    ref = parse(case["text"], default_tag=False)
+    assert ref.canonical == case["normalized"]
+    if "familiar" in case:
+        assert ref.familiar == case["familiar"]
+    # The normal form means the same reference, and reads back unchanged.
+    assert parse(case["normalized"], default_tag=False) == ref
+    assert parse(ref.familiar, default_tag=False) == ref
+    if ref.tag is None and ref.digest is None:
+        assert parse(case["text"]).tag == "latest"
+
+
+@pytest.mark.parametrize("case", CORPUS["invalid"], ids=[_case_id(c["text"]) for c in CORPUS["invalid"]])
+def test_parse_rejects_corpus_reference_with_reason(case):
+    with pytest.raises(InvalidReference) as info:
+        parse(case["text"])
+    message = str(info.value)
+    assert case["reason"] in message
+    assert "\n" not in message
+    assert len(message) < 400
+
+
+def test_corpus_covers_the_go_tables():
+    # A truncated or mis-edited corpus file would otherwise pass quietly.
+    assert len(CORPUS["valid"]) > 150
+    assert len(CORPUS["invalid"]) > 120
 
 
 @pytest.mark.parametrize(
@@ -97,11 +134,39 @@ def test_parse_without_default_tag_leaves_tag_empty():
         ("a//b", "bad repository name"),
         ("harbor_test.io:80/x", "bad registry host"),
         ("x/" + "a" * 260, "longer than 255"),
+        ("redis@sha256:" + "AB" * 32, "64 lower-case hex digits"),
+        ("redis@sha256:" + "ab" * 33, "64 lower-case hex digits"),
+        ("redis@sha512:" + "ab" * 32, "128 lower-case hex digits"),
+        ("redis@md5:" + "ab" * 16, "unsupported digest algorithm 'md5'"),
     ],
 )
 def test_parse_rejects_invalid_reference(text, reason):
     with pytest.raises(InvalidReference, match=reason):
         parse(text)
+
+
+def test_parse_length_limit_counts_the_path_not_the_registry_host():
+    # reference.go: len(path) > 255, where docker.io/library/ adds "library/" to the path only.
+    assert parse("x/" + "a" * 253).path == "x/" + "a" * 253
+    assert parse("a" * 247).path == "library/" + "a" * 247
+    with pytest.raises(InvalidReference, match="longer than 255"):
+        parse("a" * 248)
+
+
+def test_parse_error_shows_long_reference_shortened():
+    with pytest.raises(InvalidReference) as info:
+        parse("redis:" + "t" * 500)
+    assert len(str(info.value)) < 300
+
+
+def test_familiar_keeps_library_prefix_of_nested_hub_path():
+    # normalize.go familiarizeName: docker.io/library/foo/bar is not docker.io/foo/bar.
+    ref = parse("docker.io/library/foo/bar:1")
+    assert ref.familiar == "library/foo/bar:1"
+    assert ref.hub_path == "library/foo/bar"
+    assert parse(ref.familiar) == ref
+    assert ref.aliased("localhost").relative_to("localhost") == ref
+    assert ref.aliased("localhost") != parse("foo/bar:1").aliased("localhost")
 
 
 def test_parse_rejects_64_hex_repository_name_like_docker():
@@ -204,3 +269,10 @@ def test_parse_prefix_returns_prefix_without_trailing_slash(text, expected):
 def test_parse_prefix_rejects_invalid_prefix(text):
     with pytest.raises(InvalidReference, match="invalid registry prefix"):
         parse_prefix(text)
+
+
+def test_familiar_of_hub_64_hex_name_stays_parseable():
+    # Bare, a 64-hex name is an image ID to docker; the engine pulls by familiar_name.
+    ref = parse("docker.io/" + "ab" * 32)
+    assert ref.familiar_name == "library/" + "ab" * 32
+    assert parse(ref.familiar) == ref
