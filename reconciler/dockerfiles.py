@@ -344,15 +344,15 @@ class _Reader:
             )
         return result.value
 
-    def known(self, word: str, env: Mapping[str, str], line: int, what: str) -> str | None:
+    def known(self, word: str, env: Mapping[str, str], line: int) -> str | None:
         """``word`` expanded in a stage's environment, or None when it depends on a value
-        this file does not set (an ENV of the base image, say) or BuildKit would reject it."""
+        this file does not set (an ENV of the base image, say), BuildKit would reject it, or
+        it outgrows the cap: a 200 kB certificate passed through ENV is legitimate, and
+        once unknown, an ENV doubling itself stops growing."""
         try:
             result = substitute(word, env, escape=self.escape, quotes=True)
-        except ExpansionLimitError as exc:
-            raise InputError(f"{what}: {exc}", where=where(self.label, line), hint="shorten the value") from None
         except SubstitutionError:
-            return None  # the build reports it; we just cannot say what it reads
+            return None  # the build reports what is wrong; we just cannot say what it reads
         self._spend(len(result.value), line)
         return None if result.unset else result.value
 
@@ -390,7 +390,7 @@ class _Reader:
         if name in self.build_args:
             env_value: str | None = self.build_args[name]
         elif default is not None:
-            env_value = self.known(default, stage.env, line, f"ARG {name}")
+            env_value = self.known(default, stage.env, line)
         elif name in self.global_args:
             env_value = self.global_args[name]
         else:
@@ -414,7 +414,7 @@ class _Reader:
             stage.env.clear()  # a computed name may overwrite any known one
             return
         # The whole instruction expands before any of its values is set.
-        values = {name: self.known(raw, stage.env, cmd.start_line, f"ENV {name}") for name, raw in pairs}
+        values = {name: self.known(raw, stage.env, cmd.start_line) for name, raw in pairs}
         for name, value in values.items():
             self._set(stage.env, name, value)
         stage.env_names.update(values)
@@ -446,7 +446,7 @@ class _Reader:
                 word = self.expand(source, ChainMap(stage.args, self.meta), cmd.start_line, "RUN --mount from")
                 stage.needs.append((word, cmd.start_line, self.earlier(word, stage)))
                 continue
-            mount_type = self.known(fields.get("type", "bind"), stage.env, cmd.start_line, "RUN --mount type")
+            mount_type = self.known(fields.get("type", "bind"), stage.env, cmd.start_line)
             if mount_type is None:
                 stage.sources = None
             elif mount_type.lower() == "bind":  # cache mounts start empty, secret/ssh/tmpfs are not the context
@@ -455,7 +455,7 @@ class _Reader:
     def _source(self, stage: _Stage, token: str, line: int, instruction: str) -> None:
         if stage.sources is None:
             return
-        word = self.known(token, stage.env, line, instruction)
+        word = self.known(token, stage.env, line)
         if word is None:
             stage.sources = None
         elif not (instruction == "ADD" and _REMOTE.match(word)):
