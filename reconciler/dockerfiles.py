@@ -1,4 +1,4 @@
-"""Which images a BuildKit build of a Dockerfile needs from outside.
+"""What a BuildKit build of a Dockerfile reads, declares and needs.
 
 Tokenizing is BuildKit's own (the ``dockerfile`` package wraps its Go
 parser), so heredocs, ``# escape=``, line continuations and JSON forms behave
@@ -11,27 +11,44 @@ semantics BuildKit documents:
 * a FROM, ``COPY --from`` or ``RUN --mount=...,from=`` naming a stage (case
   insensitive) or a stage index is internal, ``scratch`` is nothing;
 * only stages the target stage (default: the last) depends on are built, so
-  only their images are needed.
+  only their images are needed and only their COPY/ADD/bind mounts read the
+  build context;
+* COPY/ADD sources and mount values expand with the stage's environment:
+  its ARG and ENV values (inherited from a base stage), never the meta args it
+  did not re-declare.  The base image's ENV is unknown here, so a source using
+  a name the file does not set means "cannot tell" (``sources=None``).
 """
 
 from __future__ import annotations
 
 import csv
 import platform
+import posixpath
 import re
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dockerfile
 
 from .errors import InputError, where
-from .interpolation import SubstitutionError, substitute
+from .interpolation import ExpansionLimitError, SubstitutionError, shown, substitute
 from .refs import ImageRef, InvalidReference, parse
 
 _INDEX = re.compile(r"[0-9]+")
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
-_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*(.*?)\s*$")
+# BuildKit's parser/directives.go: only these names, only at the very top, each once.
+_DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_DIRECTIVES = {"syntax", "escape", "check"}
+_HEREDOC = re.compile(r"[0-9]*<<-?[^<]+")  # BuildKit's parser.ParseHeredoc
+# ADD fetches these instead of reading the context (BuildKit: gitutil.ParseGitRef, isHTTPSource).
+_REMOTE = re.compile(r"(?i:https?|git|ssh)://|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:")
+
+# Variable values a whole Dockerfile may expand to, all instructions together: a
+# thousand lines of `ARG Bn=$A$A` each stay under the per-value cap yet would hold
+# gigabytes.  Real Dockerfiles expand a few kilobytes.
+EXPANSION_BUDGET = 1 << 22
 
 
 @dataclass(frozen=True, order=True)
@@ -43,14 +60,43 @@ class ImageUse:
     line: int
 
 
+@dataclass(frozen=True)
+class Source:
+    """A build-context path or glob one instruction reads, as BuildKit resolves it:
+    relative, cleaned, ``..`` clamped at the context root; ``.`` is the whole context."""
+
+    pattern: str
+    line: int
+    instruction: str  # "COPY", "ADD" or "RUN --mount" (for messages)
+
+
+@dataclass
+class DockerfileInfo:
+    uses: list[ImageUse]  # the images pulled from outside, in file order
+    args: frozenset[str]  # every ARG name declared, meta args and stage args, all stages
+    sources: list[Source] | None  # context paths the built stages read; None = cannot tell (read it all)
+    heredocs: list[int]  # lines of instructions using a heredoc, in the built stages
+    syntax: str | None  # the `# syntax=` parser directive
+
+
 @dataclass
 class _Stage:
     index: int
     name: str | None
     line: int
     base: str  # the FROM word after substitution
-    needs: list[tuple[str, int]] = field(default_factory=list)  # --from / mount from=, with line
+    parent: _Stage | None = None  # the earlier stage `base` names
+    # --from / mount from= words, with line and the earlier stage they name
+    needs: list[tuple[str, int, _Stage | None]] = field(default_factory=list)
     args: dict[str, str] = field(default_factory=dict)
+    # BuildKit's expansion environment as far as this file tells: ARG and ENV values,
+    # starting from the base stage's.  A name not here may be set by the base image.
+    env: dict[str, str] = field(default_factory=dict)
+    env_names: set[str] = field(default_factory=set)  # names an ENV instruction set, here or in the parent
+    shadowed: _Stage | None = None  # the earlier stage of the same name
+    sources: list[Source] | None = field(default_factory=list)
+    heredocs: list[int] = field(default_factory=list)
+    onbuild: bool = False  # its ONBUILD triggers run in any stage built FROM it
 
 
 def platform_args() -> dict[str, str]:
@@ -71,15 +117,26 @@ def platform_args() -> dict[str, str]:
     }
 
 
+def _directives(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in text.removeprefix("\ufeff").splitlines():
+        m = _DIRECTIVE.match(line)
+        if not m or m.group(1).lower() not in _DIRECTIVES:
+            break
+        found.setdefault(m.group(1).lower(), m.group(2))
+    return found
+
+
 def escape_char(text: str) -> str:
     """The ``# escape=`` parser directive (BuildKit reads directives only at the very top)."""
-    for line in text.splitlines():
-        m = _DIRECTIVE.match(line)
-        if not m:
-            break
-        if m.group(1).lower() == "escape":
-            return m.group(2) or "\\"
-    return "\\"
+    return _directives(text).get("escape", "\\")
+
+
+def _syntax(text: str) -> str | None:
+    # BuildKit's DetectSyntax skips a leading shebang line; the escape directive does not.
+    if text.startswith("#!"):
+        text = text.partition("\n")[2]
+    return _directives(text).get("syntax")
 
 
 def external_images(
@@ -93,149 +150,335 @@ def external_images(
     label = shown_as or str(path)
     try:
         text = path.read_text(encoding="utf-8")
-        commands = dockerfile.parse_string(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(
             f"cannot read Dockerfile: {exc}", where=label, hint="check the service's context and dockerfile"
         ) from None
+    return analyze(text, build_args, target, path=path, shown_as=label).uses
+
+
+def analyze(
+    text: str, build_args: Mapping[str, str] | None, target: str | None, *, path: Path, shown_as: str
+) -> DockerfileInfo:
+    """Everything a build of ``text`` for ``target`` uses, in one pass.  ``text`` may be a
+    rendered template not on disk yet; ``path`` is what ImageUse records, ``shown_as``
+    what messages name."""
+    label = shown_as
+    try:
+        commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as exc:
-        raise InputError(f"Dockerfile syntax error: {exc}", where=label, hint="fix the Dockerfile") from None
-    escape = escape_char(text)
-    build_args = dict(build_args or {})
-    stages = _stages(commands, build_args, escape, label)
+        raise InputError(
+            f"Dockerfile syntax error: {_one_line(str(exc))}", where=label, hint="fix the Dockerfile"
+        ) from None
+    reader = _Reader(label, escape_char(text), dict(build_args or {}))
+    for cmd in commands:
+        reader.read(cmd)
+    stages = reader.stages
     if not stages:
         raise InputError("Dockerfile has no FROM instruction", where=label, hint="add a FROM line")
-    names: dict[str, _Stage] = {}
-    for stage in stages:  # a later stage of the same name shadows an earlier one
-        if stage.name:
-            names[stage.name] = stage
-
-    def stage_of(word: str, before: int) -> _Stage | None:
-        # Docker documents FROM and --from as naming an *earlier* stage.
-        if _INDEX.fullmatch(word):
-            found = stages[int(word)] if int(word) < len(stages) else None
-        else:
-            found = next((s for s in reversed(stages[:before]) if s.name == word.lower()), None)
-        return found if found is not None and found.index < before else None
-
+    names = reader.by_name  # a later stage of the same name shadows an earlier one
     if target is None:
         wanted = stages[-1]
     elif target.lower() in names:
         wanted = names[target.lower()]
     else:
         raise InputError(
-            f"build target {target!r} is not a stage of this Dockerfile",
+            f"build target {shown(target)} is not a stage of this Dockerfile",
             where=label,
-            hint=f"use one of: {', '.join(sorted(names)) or '(no named stages)'}",
+            hint=f"use one of: {_listed(sorted(names)) or '(no named stages)'}",
         )
 
     uses: list[ImageUse] = []
     seen: set[int] = set()
+    runs_onbuild = False
     todo = [wanted]
     while todo:
         stage = todo.pop()
         if stage.index in seen:
             continue
         seen.add(stage.index)
-        for word, line in [(stage.base, stage.line), *stage.needs]:
-            internal = stage_of(word, stage.index)
+        runs_onbuild |= stage.parent is not None and stage.parent.onbuild
+        for word, line, internal in [(stage.base, stage.line, stage.parent), *stage.needs]:
             if internal is not None:
                 todo.append(internal)
             elif _INDEX.fullmatch(word):
                 raise InputError(
-                    f"stage index {word} does not name an earlier stage",
+                    f"stage index {word if len(word) <= 20 else word[:20] + '...'} does not name an earlier stage",
                     where=where(label, line),
                     hint="fix the --from value",
                 )
             elif word != "scratch":
                 uses.append(ImageUse(_ref(word, label, line), path, line))
-    # Stages were walked target-first: put uses back in file order, each once.
-    return sorted(dict.fromkeys(uses), key=lambda u: u.line)
+
+    built = [s for s in stages if s.index in seen]
+    sources: list[Source] | None = None
+    # A base stage's ONBUILD COPY would read context paths we do not track.
+    if not runs_onbuild and all(s.sources is not None for s in built):
+        sources = sorted(dict.fromkeys(src for s in built for src in s.sources), key=lambda s: s.line)
+    return DockerfileInfo(
+        # Stages were walked target-first: put uses back in file order, each once.
+        uses=sorted(dict.fromkeys(uses), key=lambda u: u.line),
+        args=frozenset(reader.arg_names),
+        sources=sources,
+        heredocs=sorted(line for s in built for line in s.heredocs),
+        syntax=_syntax(text),
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
 
 
 def _ref(word: str, label: str, line: int) -> ImageRef:
     try:
         return parse(word)
     except InvalidReference as exc:
+        message = _one_line(str(exc).replace(repr(word), shown(word)))
         raise InputError(
-            str(exc), where=where(label, line), hint="fix the image reference or the ARG it is built from"
+            message, where=where(label, line), hint="fix the image reference or the ARG it is built from"
         ) from None
 
 
-def _expand(
-    word: str, variables: Mapping[str, str], escape: str, label: str, line: int, what: str, *, strict: bool = True
-) -> str:
-    """Expand ``word``.  ``strict``: an undefined name is an error, for the words that
-    name images; elsewhere (ARG defaults) it is empty, as in BuildKit."""
-    try:
-        result = substitute(word, variables, escape=escape)
-    except SubstitutionError as exc:
-        raise InputError(
-            f"{what}: {exc}", where=where(label, line), hint="declare the ARG or pass it in build_args"
-        ) from None
-    if strict and result.undefined:
-        names = ", ".join(sorted(set(result.undefined)))
-        raise InputError(
-            f"{what} {word!r} uses undefined variable {names}",
-            where=where(label, line),
-            hint=f"declare ARG {names.split(', ')[0]} before the first FROM or set it in the service's build_args",
-        )
-    return result.value
+def _one_line(message: str, limit: int = 400) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _arg_pairs(tokens) -> list[tuple[str, str | None]]:
+    # Quotes in a default stay: the lexer removes them, as BuildKit's does.
     pairs = []
     for token in tokens:
         name, eq, value = token.partition("=")
-        if eq and len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
         pairs.append((name, value if eq else None))
     return pairs
 
 
-def _stages(commands, build_args: dict[str, str], escape: str, label: str) -> list[_Stage]:
-    meta = platform_args()
-    stages: list[_Stage] = []
-    for cmd in commands:
+def _context_path(word: str) -> str:
+    """BuildKit's ``path.Join("/", src)``: cleaned, and ``..`` cannot leave the context."""
+    return posixpath.normpath("/" + word.lstrip("/")).lstrip("/") or "."
+
+
+class _Reader:
+    """One read of the instructions, in order, keeping what each stage declares."""
+
+    def __init__(self, label: str, escape: str, build_args: dict[str, str]):
+        self.label = label
+        self.escape = escape
+        self.build_args = build_args
+        self.meta = platform_args()  # what FROM lines expand with
+        self.global_args = platform_args()  # BuildKit's global scope: only args that got a value
+        self.stages: list[_Stage] = []
+        self.by_name: dict[str, _Stage] = {}
+        self.arg_names: set[str] = set()
+        self.budget = EXPANSION_BUDGET
+
+    def read(self, cmd) -> None:
+        if cmd.cmd is None:
+            # BuildKit's parser turns a final `\` into an empty instruction, then fails on it.
+            raise InputError(
+                "Dockerfile syntax error: the file ends in a line continuation with no instruction after it",
+                where=where(self.label, cmd.start_line),
+                hint="remove the trailing line continuation",
+            )
         kind = cmd.cmd.upper()
         if kind == "ARG":
             for name, default in _arg_pairs(cmd.value):
-                if name in build_args:
-                    value = build_args[name]
-                elif default is not None:
-                    scope = meta if not stages else {**meta, **stages[-1].args}
-                    value = _expand(default, scope, escape, label, cmd.start_line, f"ARG {name}", strict=False)
-                elif not stages:
-                    value = meta.get(name, "")
+                self.arg_names.add(name)
+                if self.stages:
+                    self._stage_arg(self.stages[-1], name, default, cmd.start_line)
                 else:
-                    # A stage re-declaring a meta arg without default inherits it.
-                    value = meta.get(name)
-                    if value is None:
-                        continue
-                if stages:
-                    stages[-1].args[name] = value
-                else:
-                    meta[name] = value
+                    self._meta_arg(name, default, cmd.start_line)
         elif kind == "FROM":
-            stages.append(_from(cmd, meta, len(stages), escape, label))
-        elif stages and kind == "COPY":
-            for flag in cmd.flags:
-                if flag.startswith("--from="):
-                    word = _expand(flag[7:], {**meta, **stages[-1].args}, escape, label, cmd.start_line, "COPY --from")
-                    stages[-1].needs.append((word, cmd.start_line))
-        elif stages and kind == "RUN":
-            for flag in cmd.flags:
-                if flag.startswith("--mount="):
-                    source = _mount_from(flag[8:])
-                    if source:
-                        word = _expand(
-                            source, {**meta, **stages[-1].args}, escape, label, cmd.start_line, "RUN --mount from"
-                        )
-                        stages[-1].needs.append((word, cmd.start_line))
-    return stages
+            stage = _from(cmd, len(self.stages), self)
+            stage.parent = self.earlier(stage.base, None)
+            if stage.parent is not None:
+                stage.env = dict(stage.parent.env)
+                stage.env_names = set(stage.parent.env_names)
+            if stage.name:
+                stage.shadowed = self.by_name.get(stage.name)
+                self.by_name[stage.name] = stage
+            self.stages.append(stage)
+        elif not self.stages:
+            return
+        elif kind == "ENV":
+            self._env(self.stages[-1], cmd)
+        elif kind in ("COPY", "ADD"):
+            self._copy(self.stages[-1], cmd, kind)
+        elif kind == "RUN":
+            self._run(self.stages[-1], cmd)
+        elif kind == "ONBUILD":
+            self.stages[-1].onbuild = True
+
+    def earlier(self, word: str, current: _Stage | None) -> _Stage | None:
+        """The stage before ``current`` that ``word`` names (Docker documents FROM and
+        --from as naming an *earlier* stage); resolved while reading, so lookups stay
+        constant-time however many stages share a name."""
+        if _INDEX.fullmatch(word):
+            index = int(word) if len(word) < 10 else len(self.stages)  # int() of 4,300 digits raises
+            found = self.stages[index] if index < len(self.stages) else None
+        else:
+            found = self.by_name.get(word.lower())
+            if found is not None and found is current:
+                found = found.shadowed
+        return None if found is current else found
+
+    def expand(self, word: str, variables: Mapping[str, str], line: int, what: str, *, strict: bool = True) -> str:
+        """Expand ``word``.  ``strict``: an undefined name is an error, for the words that
+        name images; elsewhere (ARG defaults) it is empty, as in BuildKit."""
+        try:
+            result = substitute(word, variables, escape=self.escape, quotes=True)
+        except ExpansionLimitError as exc:
+            raise InputError(f"{what}: {exc}", where=where(self.label, line), hint="shorten the value") from None
+        except SubstitutionError as exc:
+            raise InputError(
+                f"{what}: {exc}", where=where(self.label, line), hint="declare the ARG or pass it in build_args"
+            ) from None
+        self._spend(len(result.value), line)
+        if strict and result.undefined:
+            names = sorted(set(result.undefined))
+            listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise InputError(
+                f"{what} {shown(word)} uses undefined variable {listed}",
+                where=where(self.label, line),
+                hint=f"declare ARG {names[0]} before the first FROM or set it in the service's build_args",
+            )
+        return result.value
+
+    def known(self, word: str, env: Mapping[str, str], line: int) -> str | None:
+        """``word`` expanded in a stage's environment, or None when it depends on a value
+        this file does not set (an ENV of the base image, say), BuildKit would reject it, or
+        it outgrows the cap: a 200 kB certificate passed through ENV is legitimate, and
+        once unknown, an ENV doubling itself stops growing."""
+        try:
+            result = substitute(word, env, escape=self.escape, quotes=True)
+        except SubstitutionError:
+            return None  # the build reports what is wrong; we just cannot say what it reads
+        self._spend(len(result.value), line)
+        return None if result.unset else result.value
+
+    def _spend(self, size: int, line: int) -> None:
+        self.budget -= size
+        if self.budget < 0:
+            raise InputError(
+                f"variables expand to more than {EXPANSION_BUDGET} characters in total",
+                where=where(self.label, line),
+                hint="shorten the ARG and ENV values",
+            )
+
+    def _meta_arg(self, name: str, default: str | None, line: int) -> None:
+        if name in self.build_args:
+            value = self.build_args[name]
+        elif default is not None:
+            value = self.expand(default, self.meta, line, f"ARG {name}", strict=False)
+        else:
+            value = self.meta.get(name, "")
+        self.meta[name] = value
+        if name in self.build_args or default is not None:
+            self.global_args[name] = value
+
+    def _stage_arg(self, stage: _Stage, name: str, default: str | None, line: int) -> None:
+        # What FROM-side code (COPY --from, mount from=) expands with, as before.
+        if name in self.build_args:
+            value: str | None = self.build_args[name]
+        elif default is not None:
+            value = self.expand(default, ChainMap(stage.args, self.meta), line, f"ARG {name}", strict=False)
+        else:
+            value = self.meta.get(name)  # a stage re-declaring a meta arg without default inherits it
+        if value is not None:
+            stage.args[name] = value
+        # BuildKit's dispatchArg: a value sets the name in the stage's environment.
+        if name in self.build_args:
+            env_value: str | None = self.build_args[name]
+        elif default is not None:
+            env_value = self.known(default, stage.env, line)
+        elif name in self.global_args:
+            env_value = self.global_args[name]
+        else:
+            return
+        if name in stage.env_names:
+            # Docker documents ENV as always winning over an ARG of the same name; BuildKit
+            # lets the later one win.  Either may run the build: cannot tell.
+            env_value = None
+        self._set(stage.env, name, env_value)
+
+    @staticmethod
+    def _set(env: dict[str, str], name: str, value: str | None) -> None:
+        if value is None:
+            env.pop(name, None)  # unknown now, whatever it was
+        else:
+            env[name] = value
+
+    def _env(self, stage: _Stage, cmd) -> None:
+        pairs = list(zip(cmd.value[::2], cmd.value[1::2], strict=False))
+        if any("$" in name or self.escape in name for name, _ in pairs):
+            stage.env.clear()  # a computed name may overwrite any known one
+            return
+        # The whole instruction expands before any of its values is set.
+        values = {name: self.known(raw, stage.env, cmd.start_line) for name, raw in pairs}
+        for name, value in values.items():
+            self._set(stage.env, name, value)
+        stage.env_names.update(values)
+
+    def _copy(self, stage: _Stage, cmd, kind: str) -> None:
+        if cmd.heredocs:
+            stage.heredocs.append(cmd.start_line)
+        froms = [flag[7:] for flag in cmd.flags if flag.startswith("--from=")]
+        if kind == "COPY":
+            for word in froms:
+                word = self.expand(word, ChainMap(stage.args, self.meta), cmd.start_line, "COPY --from")
+                stage.needs.append((word, cmd.start_line, self.earlier(word, stage)))
+        if froms:
+            return
+        for token in cmd.value[:-1]:  # the last is the destination
+            if cmd.heredocs and _HEREDOC.fullmatch(token):
+                continue
+            self._source(stage, token, cmd.start_line, kind)
+
+    def _run(self, stage: _Stage, cmd) -> None:
+        if cmd.heredocs:
+            stage.heredocs.append(cmd.start_line)
+        for flag in cmd.flags:
+            if not flag.startswith("--mount="):
+                continue
+            fields = self._mount_fields(flag[8:], cmd.start_line)
+            source = fields.get("from")
+            if source:
+                word = self.expand(source, ChainMap(stage.args, self.meta), cmd.start_line, "RUN --mount from")
+                stage.needs.append((word, cmd.start_line, self.earlier(word, stage)))
+                continue
+            mount_type = self.known(fields.get("type", "bind"), stage.env, cmd.start_line)
+            if mount_type is None:
+                stage.sources = None
+            elif mount_type.lower() == "bind":  # cache mounts start empty, secret/ssh/tmpfs are not the context
+                self._source(stage, fields.get("source", ""), cmd.start_line, "RUN --mount")
+
+    def _source(self, stage: _Stage, token: str, line: int, instruction: str) -> None:
+        if stage.sources is None:
+            return
+        word = self.known(token, stage.env, line)
+        if word is None:
+            stage.sources = None
+        elif not (instruction == "ADD" and _REMOTE.match(word)):
+            stage.sources.append(Source(_context_path(word), line, instruction))
+
+    def _mount_fields(self, spec: str, line: int) -> dict[str, str]:
+        """A ``--mount`` spec: one CSV line of key=value (as BuildKit reads it), later keys winning."""
+        try:
+            row = next(csv.reader([spec]), [])
+        except csv.Error as exc:
+            raise InputError(
+                f"RUN --mount {shown(spec)}: {exc}", where=where(self.label, line), hint="fix the mount"
+            ) from None
+        fields = {}
+        for field_ in row:
+            key, _, value = field_.partition("=")
+            key = key.strip().lower()
+            fields[{"src": "source"}.get(key, key)] = value.strip() if key == "from" else value
+        return fields
 
 
-def _from(cmd, meta: dict[str, str], index: int, escape: str, label: str) -> _Stage:
+def _from(cmd, index: int, reader: _Reader) -> _Stage:
+    label = reader.label
     words = list(cmd.value)
     # `--platform=x` lands in flags; the tokenizer leaves `--platform x`'s value in the words.
     if any(flag == "--platform" for flag in cmd.flags) and words:
@@ -246,7 +489,7 @@ def _from(cmd, meta: dict[str, str], index: int, escape: str, label: str) -> _St
         image, name = words[0], words[2].lower()
         if not _STAGE_NAME.fullmatch(name):
             raise InputError(
-                f"invalid stage name {words[2]!r}",
+                f"invalid stage name {shown(words[2])}",
                 where=where(label, cmd.start_line),
                 hint="use letters, digits, - _ . starting with a letter",
             )
@@ -256,18 +499,173 @@ def _from(cmd, meta: dict[str, str], index: int, escape: str, label: str) -> _St
             where=where(label, cmd.start_line),
             hint="fix the FROM line",
         )
-    base = _expand(image, meta, escape, label, cmd.start_line, "FROM")
+    base = reader.expand(image, reader.meta, cmd.start_line, "FROM")
     if not base:
         raise InputError(
-            f"FROM {image!r} expands to an empty name", where=where(label, cmd.start_line), hint="set the ARG it uses"
+            f"FROM {shown(image)} expands to an empty name",
+            where=where(label, cmd.start_line),
+            hint="set the ARG it uses",
         )
     return _Stage(index=index, name=name, line=cmd.start_line, base=base)
 
 
-def _mount_from(spec: str) -> str | None:
-    """The ``from=`` of a ``--mount`` spec (a CSV line of key=value, as BuildKit reads it)."""
-    for field_ in next(csv.reader([spec])):
-        key, _, value = field_.partition("=")
-        if key.strip().lower() == "from":
-            return value.strip()
-    return None
+# --- which context files the sources name --------------------------------------------------
+
+_ANY = r"[^/\x00]"  # one character of one path component
+
+
+def select(paths: Iterable[str], sources: list[Source]) -> tuple[set[str], list[Source]]:
+    """The ``paths`` a build reads (matched by some source) and the sources that matched nothing.
+
+    ``paths``: every file and symlink in the build context after .dockerignore,
+    relative, '/'-separated.  Matching is BuildKit's COPY: Go's filepath.Match per
+    component (``*``, ``?``, ``[...]``; ``*`` never crosses '/'), a match on a folder
+    takes everything below it, ``.`` is everything.  Hand-written because no Python
+    library has Go's semantics (fnmatch's ``*`` crosses '/', ``[!...]`` differs).
+    A symlink is matched as itself: what it points to is the caller's to add.
+    """
+    paths = list(paths)
+    bodies = {source: _glob_body(source.pattern) for source in sources}
+    everything = any(source.pattern == "." for source in sources)
+    usable = [f"(?:{body})" for body in dict.fromkeys(bodies.values()) if body]
+    if everything:
+        read = set(paths)
+    elif usable:
+        one = re.compile(f"(?:{'|'.join(usable)})(?:/.*)?", re.DOTALL).fullmatch
+        read = {p for p in paths if one(p)}
+    else:
+        read = set()
+    # Which sources match anything: one scan per source over all paths at once, in C.
+    joined = "\x00" + "\x00".join(read) + "\x00"
+    unmatched = []
+    for source in sources:
+        body = bodies[source]
+        if source.pattern == ".":
+            continue
+        if not body or not re.search(f"\x00(?:{body})(?:/[^\x00]*)?\x00", joined):
+            unmatched.append(source)
+    return read, unmatched
+
+
+def _has_wildcard(component: str) -> bool:
+    # fsutil's containsWildcards: an escaped character is not a wildcard.
+    i = 0
+    while i < len(component):
+        if component[i] == "\\":
+            i += 2
+            continue
+        if component[i] in "*?[":
+            return True
+        i += 1
+    return False
+
+
+def _glob_body(pattern: str) -> str | None:
+    """A regex for the paths ``pattern`` names itself (a folder's contents come from the
+    caller's suffix); None for a malformed pattern, which matches nothing, as in BuildKit."""
+    if pattern == ".":
+        return None
+    pieces: list[str | None] = []  # None: a `**` component
+    wild = False
+    for component in pattern.split("/"):
+        # fsutil's splitWildcards: the part before the first wildcard is a plain path,
+        # the rest goes through filepath.Match (escapes and all).
+        wild = wild or _has_wildcard(component)
+        if not wild:
+            pieces.append(re.escape(component))
+        elif component == "**":
+            # Go's `**` is just `*`; matching any depth is a superset, so a COPY --parents
+            # glob that BuildKit expands across folders never misses a file.
+            if not pieces or pieces[-1] is not None:
+                pieces.append(None)
+        else:
+            regex = _component_regex(component)
+            if regex is None:
+                return None
+            pieces.append(regex)
+    if pieces[-1] is None:  # `a/**` names what `a/*` does: everything below a
+        pieces[-1] = _ANY + "*"
+    segments: list[list[str]] = [[]]  # runs of components, each after the first preceded by `**`
+    for piece in pieces:
+        if piece is None:
+            segments.append([])
+        else:
+            segments[-1].append(piece)
+    body = "/".join(segments[0])
+    for k, segment in enumerate(segments[1:], start=2):
+        if body:
+            body += "/"
+        run = "/".join(segment)
+        # The earliest place a run matches is always the best one, so commit to it
+        # (atomic group): `**/a/**/a/**/b` then costs depth x runs, not depth ** runs.
+        body += f"(?>(?:{_ANY}*/)*?{run})" if k < len(segments) else f"(?:{_ANY}*/)*{run}"
+    return body
+
+
+def _component_regex(component: str) -> str | None:
+    """Go's filepath.Match syntax for one component, as a regex; None if malformed.
+
+    Between two stars the earliest match of the fixed-length chunk is always the
+    best, so each is an atomic group: `*a*a*a*b` stays linear in the name's length
+    instead of backtracking through every split (Go's own matcher is linear too)."""
+    chunks: list[list[str]] = [[]]
+    i, n = 0, len(component)
+    while i < n:
+        c = component[i]
+        if c == "*":
+            chunks.append([])
+            i += 1
+        elif c == "?":
+            chunks[-1].append(_ANY)
+            i += 1
+        elif c == "\\":
+            if i + 1 >= n:
+                return None
+            chunks[-1].append(re.escape(component[i + 1]))
+            i += 2
+        elif c == "[":
+            i += 1
+            negated = i < n and component[i] == "^"
+            if negated:
+                i += 1
+            ranges: list[tuple[str, str]] = []
+            while True:
+                if i < n and component[i] == "]" and ranges:
+                    i += 1
+                    break
+                lo, i = _class_char(component, i)
+                if lo is None:
+                    return None
+                hi = lo
+                if component[i] == "-":
+                    hi, i = _class_char(component, i + 1)
+                    if hi is None:
+                        return None
+                ranges.append((lo, hi))
+            spans = "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges if lo <= hi)
+            if negated:
+                chunks[-1].append(f"[^{spans}/\\x00]")
+            else:
+                chunks[-1].append(f"(?![/\\x00])[{spans}]" if spans else "(?!)")
+        else:
+            chunks[-1].append(re.escape(c))
+            i += 1
+    texts = ["".join(chunk) for chunk in chunks]
+    if len(texts) == 1:
+        return texts[0]
+    head, *middle, tail = texts
+    return head + "".join(f"(?>{_ANY}*?{chunk})" for chunk in middle) + f"{_ANY}*{tail}"
+
+
+def _class_char(component: str, i: int) -> tuple[str | None, int]:
+    """Go's getEsc: one character of a class, escaped or not; None where Go says ErrBadPattern."""
+    n = len(component)
+    if i >= n or component[i] in "-]":
+        return None, i
+    if component[i] == "\\":
+        i += 1
+        if i >= n:
+            return None, i
+    if i + 1 >= n:  # the class never closes
+        return None, i
+    return component[i], i + 1

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reconciler.interpolation import SubstitutionError, substitute
+from reconciler.interpolation import MAX_VALUE, ExpansionLimitError, SubstitutionError, shown, substitute
 
 BOTH = pytest.mark.parametrize("escape", ["\\", "$"], ids=["buildkit", "compose"])
 
@@ -127,3 +127,95 @@ def test_substitute_rejects_malformed_braces(escape, text, match):
 
 def test_substitution_error_is_a_value_error():
     assert issubclass(SubstitutionError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "variables", "value"),
+    [
+        ('"alpine:3"', {}, "alpine:3"),
+        ("'alpine:3'", {}, "alpine:3"),
+        ('"$V"', {"V": "1"}, "1"),
+        ("'$V'", {"V": "1"}, "$V"),
+        ('a"b c"d', {}, "ab cd"),
+        ('"it\'s"', {}, "it's"),
+        ("'say \"hi\"'", {}, 'say "hi"'),
+        ('"a\\"b"', {}, 'a"b'),
+        ('"a\\$V"', {"V": "1"}, "a$V"),
+        ('"a\\nb"', {}, "a\\nb"),
+        ("${V:-'x}y'}", {}, "x}y"),
+        ('${V:-"$W"}', {"W": "w"}, "w"),
+        ("\\'a", {}, "'a"),
+        ("a\\", {}, "a"),
+    ],
+)
+def test_substitute_removes_quotes_like_buildkit(text, variables, value):
+    assert substitute(text, variables, escape="\\", quotes=True).value == value
+
+
+@pytest.mark.parametrize("text", ["'abc", '"abc', "a'b", '${V:-"}'])
+def test_substitute_unclosed_quote_is_an_error(text):
+    with pytest.raises(SubstitutionError, match="missing"):
+        substitute(text, {}, escape="\\", quotes=True)
+
+
+def test_substitute_keeps_quotes_unless_asked():
+    assert substitute('"a"', {}, escape="\\").value == '"a"'
+    assert substitute("'$V'", {"V": "1"}, escape="$").value == "'1'"
+
+
+@pytest.mark.parametrize(
+    ("text", "variables", "unset"),
+    [
+        ("$V", {}, ["V"]),
+        ("${V:-d}", {}, ["V"]),
+        ("${V:-$W}", {}, ["V", "W"]),
+        ("${V:-$W}", {"V": "v"}, []),
+        ("${V+$W}", {"V": ""}, ["W"]),
+        ("${V+$W}", {}, ["V"]),
+        ("$V", {"V": ""}, []),
+    ],
+)
+def test_substitute_unset_lists_every_name_the_value_depends_on(text, variables, unset):
+    assert substitute(text, variables, escape="\\").unset == unset
+
+
+def test_substitute_caps_the_length_of_a_value():
+    big = {"A": "x" * 40_000}
+    assert len(substitute("$A", big, escape="\\").value) == 40_000
+    with pytest.raises(ExpansionLimitError, match=f"longer than {MAX_VALUE} characters"):
+        substitute("$A$A", big, escape="\\")
+    with pytest.raises(ExpansionLimitError):
+        substitute("${B:-$A$A}", big, escape="\\")
+    with pytest.raises(ExpansionLimitError, match="longer than 10 characters"):
+        substitute("x" * 11, {}, escape="$", limit=10)
+
+
+def test_substitute_caps_nesting_instead_of_overflowing_the_stack():
+    deep = "${A:-" * 5000 + "x" + "}" * 5000
+    with pytest.raises(ExpansionLimitError, match="nested deeper"):
+        substitute(deep, {}, escape="\\")
+    assert substitute("${A:-" * 20 + "x" + "}" * 20, {}, escape="\\").value == "x"
+
+
+def test_substitute_limit_error_is_a_substitution_error():
+    assert issubclass(ExpansionLimitError, SubstitutionError)
+
+
+def test_error_messages_cut_long_text_and_escape_control_characters():
+    with pytest.raises(SubstitutionError) as info:
+        substitute("\x1b[31m" + "a" * 5000 + "${", {}, escape="\\")
+    message = str(info.value)
+    assert len(message) < 300
+    assert "\x1b" not in message and "\\x1b" in message
+    assert "(5007 characters)" in message
+
+
+def test_shown_quotes_short_text_whole():
+    assert shown("a\nb") == "'a\\nb'"
+    assert shown("x" * 300) == repr("x" * 200) + "... (300 characters)"
+
+
+def test_required_message_long_or_unprintable_is_shown_quoted():
+    with pytest.raises(SubstitutionError) as info:
+        substitute("${V:?" + "m" * 500 + "}", {}, escape="\\")
+    assert str(info.value).startswith("V: 'mmm") and len(str(info.value)) < 300
