@@ -235,7 +235,8 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
         if action.reason == "base-changed":
             label = observed.labels.get(action.before or "", {}).get(builds.LABEL_INPUTS)
             inputs = builds.record(
-                replace(spec, files=context_record(spec.context, spec.dockerfile, HashCache())), resolved
+                replace(spec, files=context_record(spec.context, spec.dockerfile, HashCache(), None, spec.sources)),
+                resolved,
             )
             if builds.digest(inputs) == label:
                 return Outcome(
@@ -244,7 +245,7 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
                     f"{spec.image}: inputs unchanged after its bases were updated; not rebuilt",
                     after=action.before,
                 )
-        packed = pack(spec.context, spec.dockerfile)
+        packed = pack(spec.context, spec.dockerfile, spec.sources)
         inputs = builds.record(replace(spec, files=packed.record), resolved)
         inputs_hash = builds.digest(inputs)
         with packed.file:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from .atomic import write_atomically
 from .context import Entry, HashCache, context_record
-from .dockerfiles import ImageUse
+from .dockerfiles import DockerfileInfo, Source
 from .errors import InputError, where
 from .refs import ImageRef, parse
-from .stack import Stack
+from .stack import PREDEFINED_ARGS, Stack
+from .tree import StackTree
 
 LABEL_INPUTS = "io.reconcile.inputs"
 LABEL_PARTS = "io.reconcile.inputs.parts"  # per-part hashes: name what changed without the old record
@@ -38,21 +39,31 @@ class BuildSpec:
     bases: tuple[ImageRef, ...]  # external images its Dockerfile uses, as written
     needs: dict[str, ImageRef]  # sibling services whose image it builds FROM, by name
     dockerfile_sha: str
-    files: dict[str, Entry]  # the context record
+    files: dict[str, Entry]  # the context record: the files the build reads
     stack: str = ""  # the stack's name, labelled on the image
     network: str | None = None  # stack.build_network
+    sources: list[Source] | None = None  # the context paths its COPY/ADD/mounts read; None: all
+    also: tuple[str, ...] = ()  # other compose services building this same image
+    heredocs: tuple[int, ...] = ()  # lines using a heredoc with no `# syntax=` line: the daemon's frontend decides
 
 
 def build_specs(
-    stack: Stack, uses: dict[str, list[ImageUse]], overlay: dict[Path, Entry], cache: HashCache | None = None
+    stack: Stack,
+    infos: dict[str, DockerfileInfo],
+    overlay: dict[Path, Entry],
+    cache: HashCache | None = None,
+    tree: StackTree | None = None,
 ) -> list[BuildSpec]:
-    """One spec per service, in dependency order (a service after the services it builds FROM)."""
+    """One spec per service, in dependency order (a service after the services it builds FROM).
+    ``overlay``: the entries of files the plan writes first; ``tree`` shows them with their content."""
     cache = cache or HashCache()
+    tree = tree or StackTree(stack.root)
     by_image = {parse(s.image): s.name for s in stack.services}
     specs: dict[str, BuildSpec] = {}
     for service in stack.services:
+        info = infos[service.name]
         bases, needs = [], {}
-        for use in uses[service.name]:
+        for use in info.uses:
             if use.ref in by_image:
                 if by_image[use.ref] == service.name:
                     raise InputError(
@@ -63,16 +74,16 @@ def build_specs(
                 needs[by_image[use.ref]] = use.ref
             else:
                 bases.append(use.ref)
-        for decisive in (service.dockerfile, service.context / ".dockerignore"):
-            if decisive in overlay:
-                raise InputError(
-                    f"a [[templates]] or [[files]] entry writes {stack.rel(decisive)}, which decides how service "
-                    f"{service.name!r} is built",
-                    where=stack.rel(stack.path),
-                    hint="render the Dockerfile and .dockerignore yourself, or use build args",
-                )
+        ignore = service.context / ".dockerignore"
+        if ignore in overlay:
+            raise InputError(
+                f"a [[templates]] or [[files]] entry writes {stack.rel(ignore)}, which decides what service "
+                f"{service.name!r} is built from",
+                where=stack.rel(stack.path),
+                hint="keep .dockerignore a plain file",
+            )
         try:
-            dockerfile_sha = hashlib.sha256(service.dockerfile.read_bytes()).hexdigest()
+            dockerfile_sha = hashlib.sha256(tree.read_bytes(service.dockerfile)).hexdigest()
         except OSError as exc:
             raise InputError(
                 f"cannot read Dockerfile: {exc}", where=stack.rel(service.dockerfile), hint="check the file"
@@ -83,16 +94,25 @@ def build_specs(
             context=service.context,
             dockerfile=service.dockerfile,
             target=service.target,
-            build_args=dict(service.build_args),
+            # Only what the Dockerfile declares is passed (and hashed): an unrelated .env key rebuilds nothing.
+            build_args={k: v for k, v in service.build_args.items() if k in info.args or _predefined(k)},
             bases=tuple(dict.fromkeys(bases)),
             needs=needs,
             dockerfile_sha=dockerfile_sha,
-            files=context_record(service.context, service.dockerfile, cache, overlay),
+            files=context_record(service.context, service.dockerfile, cache, overlay, info.sources, shown_as=stack.rel),
             stack=stack.config.stack.name,
             network=stack.config.stack.build_network,
+            sources=info.sources,
+            also=service.also,
+            heredocs=() if info.syntax else tuple(info.heredocs),
         )
     cache.save()
     return _ordered(specs)
+
+
+def _predefined(name: str) -> bool:
+    """Build args BuildKit uses without an ARG instruction (proxies, its own switches)."""
+    return name in PREDEFINED_ARGS or name.startswith("BUILDKIT_")
 
 
 def _ordered(specs: dict[str, BuildSpec]) -> list[BuildSpec]:

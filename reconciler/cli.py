@@ -352,17 +352,17 @@ def tag_localhost(
 
 
 @app.command()
-def images(stack: StackOpt = None, json_: JsonOpt = False) -> int:
-    """List the base images the stack needs, and where each is used."""
-    from . import desired, output
-    from . import stack as stack_mod
+def images(
+    stack: StackOpt = None, network: NetworkOpt = None, registry: RegistryOpt = None, json_: JsonOpt = False
+) -> int:
+    """List the base images the stack needs, and where each is used (templates rendered first)."""
+    from . import output
 
-    loaded = stack_mod.load(stack)
-    bases = desired.base_images(loaded)
+    found = pipeline.discover(stack, network=network, registry=registry)
     if json_:
-        output.emit_json(output.images_json(bases, loaded.rel))
+        output.emit_json(output.images_json(found.bases, found.stack.rel))
     else:
-        output.render_images(bases, loaded.rel)
+        output.render_images(found.bases, found.stack.rel)
     return 0
 
 

@@ -16,13 +16,17 @@ import re
 import stat
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .atomic import write_atomically
-from .errors import InputError
+from .errors import InputError, where
 from .network import cache_dir
+
+if TYPE_CHECKING:
+    from .dockerfiles import Source
 
 # A file's entry in the inputs record: "<mode>:<sha256 hex>" (or "l:<target>" for a symlink).
 Entry = str
@@ -126,28 +130,71 @@ def entry(path: Path, cache: HashCache) -> Entry | None:
 
 
 def context_record(
-    context: Path, dockerfile: Path, cache: HashCache, overlay: dict[Path, Entry] | None = None
+    context: Path,
+    dockerfile: Path,
+    cache: HashCache,
+    overlay: dict[Path, Entry] | None = None,
+    sources: list[Source] | None = None,
+    *,
+    shown_as: Callable[[Path], str] = str,
 ) -> dict[str, Entry]:
-    """Relative path -> entry for every file the daemon receives.
+    """Relative path -> entry for every file the build reads.
 
     ``overlay`` holds files the plan will write first (rendered templates):
-    their planned entry counts, whatever is on disk now.
+    their planned entry counts, whatever is on disk now.  ``sources`` (the
+    Dockerfile's COPY/ADD/bind-mount paths; None: unknown) narrows the record
+    to what the build can read, as BuildKit sends only those paths; a source
+    that matches nothing is an error, as it would fail the build.
     """
     overlay = overlay or {}
+    paths = build_paths(context, dockerfile, overlay, sources, shown_as=shown_as)
     record: dict[str, Entry] = {}
-    for rel in context_paths(context, dockerfile):
+    for rel in paths:
         path = context / rel
         found = overlay.get(path) or entry(path, cache)
         if found is not None:
             record[rel] = found
-    for path, planned in overlay.items():  # planned files that do not exist yet
+    return record
+
+
+def build_paths(
+    context: Path,
+    dockerfile: Path,
+    overlay: dict[Path, Entry] | None = None,
+    sources: list[Source] | None = None,
+    *,
+    shown_as: Callable[[Path], str] = str,
+) -> list[str]:
+    """The context paths a build reads: after ``.dockerignore``, narrowed to ``sources``."""
+    paths = set(context_paths(context, dockerfile))
+    for path in overlay or {}:  # planned files that do not exist yet
         try:
-            rel = str(path.relative_to(context))
+            rel = path.relative_to(context).as_posix()
         except ValueError:
             continue
-        if rel not in record and not _ignored(context, dockerfile, rel):
-            record[rel] = planned
-    return record
+        if rel not in paths and not _ignored(context, dockerfile, rel):
+            paths.add(rel)
+    if sources is None:
+        return sorted(paths)
+    from .dockerfiles import select
+
+    used, unmatched = select(paths, sources)
+    # COPY follows a symlink it names: what the link points at (inside the context) is read too.
+    for rel in [r for r in used if (context / r).is_symlink()]:
+        target = (context / rel).resolve()
+        if target.is_relative_to(context.resolve()):
+            inside = target.relative_to(context.resolve()).as_posix()
+            used.update(p for p in paths if p == inside or p.startswith(inside + "/"))
+    missing = [s for s in unmatched if not s.wildcard]
+    if missing:
+        source = missing[0]
+        raise InputError(
+            f"{source.instruction} source {source.pattern[:200]!r} matches nothing in the build context "
+            f"{shown_as(context)} (after .dockerignore)",
+            where=where(shown_as(dockerfile), source.line),
+            hint="fix the path (relative to the context), the service's context, or .dockerignore",
+        )
+    return sorted(used)
 
 
 def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
@@ -171,18 +218,21 @@ class PackedContext:
     record: dict[str, Entry]
 
 
-def pack(context: Path, dockerfile: Path) -> PackedContext:
+def pack(context: Path, dockerfile: Path, sources: list[Source] | None = None) -> PackedContext:
     """Write the tar the daemon receives, hashing each file from the bytes sent.
 
     GNU format with whole-second mtimes: BuildKit's Dockerfile frontend reads a
     PAX header (what Python writes for float mtimes) as a Dockerfile line.
     """
     inside = dockerfile_in_context(context, dockerfile)
+    paths = build_paths(context, dockerfile, sources=sources)
+    # The frontend reads the Dockerfile even when no COPY names it; it is hashed apart from the context.
+    frontend_only = inside != DOCKERFILE_IN_TAR and inside not in paths
     record: dict[str, Entry] = {}
     spool = tempfile.TemporaryFile()  # noqa: SIM115 -- handed to the caller, who closes it
     try:
         with tarfile.open(fileobj=spool, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for rel in context_paths(context, dockerfile):
+            for rel in [*paths, inside] if frontend_only else paths:
                 path = context / rel
                 info = tar.gettarinfo(str(path), arcname=rel)
                 if info is None:  # sockets and the like: the daemon would not get them either
@@ -209,6 +259,8 @@ def pack(context: Path, dockerfile: Path) -> PackedContext:
         raise InputError(
             f"cannot read the build context: {exc}", where=str(context), hint="check the files, then apply again"
         ) from None
+    if frontend_only:
+        record.pop(inside, None)
     spool.seek(0)
     return PackedContext(spool, inside, record)
 

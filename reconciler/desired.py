@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .builds import BuildSpec
-from .compose import compose_images, interpolation_env
-from .dockerfiles import ImageUse, external_images
+from .compose import ComposeService
+from .dockerfiles import DockerfileInfo, ImageUse, analyze
 from .errors import InputError, where
 from .files import FileSpec
 from .network import NetworkDecision
 from .refs import ImageRef, InvalidReference, parse
-from .stack import Stack, locate
+from .stack import Stack, locate, read_compose
+from .tree import StackTree
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,44 @@ class BaseImage:
     used_by: tuple[ImageUse, ...]
 
 
-def service_uses(stack: Stack) -> dict[str, list[ImageUse]]:
+def analyze_services(stack: Stack, tree: StackTree | None = None) -> dict[str, DockerfileInfo]:
+    """Service name -> what its Dockerfile (as ``tree`` shows it: rendered ones count) needs for its target."""
+    tree = tree or StackTree(stack.root)
+    found = {}
+    for s in stack.services:
+        shown = stack.rel(s.dockerfile)
+        try:
+            text = tree.read_text(s.dockerfile)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read Dockerfile: {exc}", where=shown, hint="check the file") from None
+        found[s.name] = analyze(text, s.build_args, s.target, path=s.dockerfile, shown_as=shown)
+    return found
+
+
+def service_uses(stack: Stack, tree: StackTree | None = None) -> dict[str, list[ImageUse]]:
     """Service name -> the images its build (for its target) uses from outside its Dockerfile."""
-    return {
-        s.name: external_images(s.dockerfile, s.build_args, s.target, shown_as=stack.rel(s.dockerfile))
-        for s in stack.services
-    }
+    return {name: info.uses for name, info in analyze_services(stack, tree).items()}
 
 
-def base_images(stack: Stack, uses_by_service: dict[str, list[ImageUse]] | None = None) -> list[BaseImage]:
+def base_images(
+    stack: Stack,
+    uses_by_service: dict[str, list[ImageUse]] | None = None,
+    compose: dict[str, ComposeService] | None = None,
+) -> list[BaseImage]:
+    """Every image the stack needs from outside; ``compose``: the compose files as read
+    (else they are read from disk)."""
     built = {parse(s.image) for s in stack.services}
     uses: list[ImageUse] = []
-    for found in (uses_by_service or service_uses(stack)).values():
+    for found in (uses_by_service if uses_by_service is not None else service_uses(stack)).values():
         uses += found
     cfg = stack.config.stack
     if cfg.compose:
-        env_file = stack.root / cfg.env_file if cfg.env_file else None
-        env = interpolation_env(env_file, stack.rel(env_file) if env_file else None)
-        for name in cfg.compose:
-            path = stack.root / name
-            uses += compose_images(path, env, shown_as=stack.rel(path))
+        if compose is None:
+            compose = read_compose(stack, StackTree(stack.root))
+        # A service with `build:` runs the image compose builds: not a base image.
+        uses += [s.image for s in compose.values() if s.build is None and s.image is not None]
     if cfg.images:
-        text = stack.path.read_text(encoding="utf-8")
-        line = locate(text, ["stack", "images"]) or 0
+        line = locate(stack.text, ["stack", "images"]) or 0
         for text_ref in cfg.images:
             try:
                 uses.append(ImageUse(parse(text_ref), stack.path, line))

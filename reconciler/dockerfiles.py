@@ -69,13 +69,18 @@ class Source:
     line: int
     instruction: str  # "COPY", "ADD" or "RUN --mount" (for messages)
 
+    @property
+    def wildcard(self) -> bool:
+        """BuildKit copies nothing, without an error, for a wildcard that matches nothing."""
+        return any(_has_wildcard(part) for part in self.pattern.split("/"))
+
 
 @dataclass
 class DockerfileInfo:
     uses: list[ImageUse]  # the images pulled from outside, in file order
     args: frozenset[str]  # every ARG name declared, meta args and stage args, all stages
     sources: list[Source] | None  # context paths the built stages read; None = cannot tell (read it all)
-    heredocs: list[int]  # lines of instructions using a heredoc, in the built stages
+    heredocs: list[int]  # lines of instructions using a heredoc, in any stage
     syntax: str | None  # the `# syntax=` parser directive
 
 
@@ -220,7 +225,8 @@ def analyze(
         uses=sorted(dict.fromkeys(uses), key=lambda u: u.line),
         args=frozenset(reader.arg_names),
         sources=sources,
-        heredocs=sorted(line for s in built for line in s.heredocs),
+        # Every stage: a frontend that cannot parse heredocs fails on the whole file, built stage or not.
+        heredocs=sorted(line for s in stages for line in s.heredocs),
         syntax=_syntax(text),
     )
 

@@ -52,6 +52,11 @@ class Engine:
             self._local.client = client
         return client
 
+    @property
+    def api_version(self) -> str:
+        """The API version negotiated with the daemon (docker-py's ``version="auto"``, no extra request)."""
+        return self._version
+
     def info(self) -> dict:
         """``GET /info``, once per Engine: the daemon's ID (the lock key, a saved plan's
         identity) and its registry configuration (mirrors, insecure registries)."""

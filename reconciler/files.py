@@ -9,10 +9,11 @@ anything is written; :func:`write` is the one writer, used by apply.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .atomic import write_atomically
 from .errors import InputError, where
@@ -36,43 +37,93 @@ class FileSpec:
     root: Path  # the stack folder the destination must stay in
 
 
-def desired_files(stack: Stack, network: NetworkDecision) -> list[FileSpec]:
+@dataclass(frozen=True)
+class PlannedFile:
+    """A file a ``[[templates]]`` / ``[[files]]`` entry writes, before it is rendered."""
+
+    kind: Literal["template", "file"]
+    key: str  # templates[0]
+    src: Path
+    src_rel: str  # relative to the stack folder: the template's name for jinja2
+    dest: Path
+    rel: str
+    item: Any  # the TemplateSection or FileSection
+
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+def planned_files(stack: Stack) -> list[PlannedFile]:
+    """Every file the entries write: globs expanded, destinations checked; nothing rendered yet."""
     cfg = stack.config
-    specs: list[FileSpec] = []
-    env = None
-    text = stack.path.read_text(encoding="utf-8")  # read once: entry lines are only for messages
+    planned: list[PlannedFile] = []
     for kind, entries in (("template", cfg.templates), ("file", cfg.files)):
         for index, item in enumerate(entries):
             key = f"{kind}s[{index}]"
-            src = stack.root / item.src
-            dest_line = _entry_line(text, f"{kind}s", index, "dest")
-            dest = _inside(stack, item.dest, where(stack.rel(stack.path), dest_line, f"{key}.dest"))
-            if not src.is_file():
-                raise InputError(
-                    f"{key}.src {item.src} is not a file",
-                    where=where(stack.rel(stack.path), _entry_line(text, f"{kind}s", index, "src"), f"{key}.src"),
-                    hint="fix the path (relative to the stack folder)",
-                )
-            if kind == "template":
-                if env is None:
-                    env = _environment(stack.root)
-                content = render(env, stack, item.src, item.vars, network)
-            else:
-                content = _read(src, stack.rel(src))
-            specs.append(
-                FileSpec(
-                    kind, src, dest, stack.rel(dest), content, _mode(item.mode, dest, src), key, stack.root.resolve()
-                )
-            )
+            src_where = where(stack.rel(stack.path), _entry_line(stack.text, f"{kind}s", index, "src"), f"{key}.src")
+            dest_where = where(stack.rel(stack.path), _entry_line(stack.text, f"{kind}s", index, "dest"), f"{key}.dest")
+            for src in _sources(stack, item.src, src_where):
+                src_rel = src.relative_to(stack.root).as_posix()
+                folder = src.parent.relative_to(stack.root).as_posix()
+                dest_text = item.dest.replace("{dir}", folder).replace("{name}", Path(src.name).stem)
+                dest = _inside(stack, dest_text, dest_where)
+                planned.append(PlannedFile(kind, key, src, src_rel, dest, stack.rel(dest), item))
     seen: dict[Path, str] = {}
-    for spec in specs:
-        if spec.dest in seen:
+    protected = {stack.path.resolve(): "the stack file"}
+    if stack.env_path is not None:
+        protected[stack.env_path.resolve()] = "the env file the templates and builds read"
+    for entry in planned:
+        if entry.dest in protected:
             raise InputError(
-                f"{seen[spec.dest]} and {spec.key} both write {spec.rel}",
+                f"{entry.key} would write {entry.rel}, {protected[entry.dest]}",
+                where=stack.rel(stack.path),
+                hint="choose another destination",
+            )
+        if entry.dest in seen:
+            raise InputError(
+                f"{seen[entry.dest]} and {entry.key} both write {entry.rel}",
                 where=stack.rel(stack.path),
                 hint="give each destination one entry",
             )
-        seen[spec.dest] = spec.key
+        seen[entry.dest] = entry.key
+    return planned
+
+
+def _sources(stack: Stack, src: str, shown: str) -> list[Path]:
+    """The entry's source file, or every file its glob matches (in name order)."""
+    if _GLOB.search(src):
+        try:
+            found = sorted(p for p in stack.root.glob(src) if p.is_file())
+        except (NotImplementedError, ValueError) as exc:
+            raise InputError(f"{src!r} is not a usable glob: {exc}", where=shown, hint="give a relative glob") from None
+        if not found:
+            raise InputError(
+                f"{src!r} matches no file", where=shown, hint="fix the glob (relative to the stack folder)"
+            )
+        return found
+    path = stack.root / src
+    if not path.resolve().is_relative_to(stack.root):
+        raise InputError(f"{src} is outside the stack folder", where=shown, hint="keep sources inside the stack folder")
+    if not path.is_file():
+        raise InputError(f"{src} is not a file", where=shown, hint="fix the path (relative to the stack folder)")
+    return [Path(os.path.normpath(path))]
+
+
+def desired_files(stack: Stack, network: NetworkDecision, planned: list[PlannedFile] | None = None) -> list[FileSpec]:
+    """What each planned file must hold: templates rendered in memory, files read."""
+    env = None
+    specs: list[FileSpec] = []
+    for entry in planned_files(stack) if planned is None else planned:
+        if entry.kind == "template":
+            if env is None:
+                env = _environment(stack.root)
+            content = render(env, stack, entry.src_rel, entry.item.vars, network)
+        else:
+            content = _read(entry.src, stack.rel(entry.src))
+        mode = _mode(entry.item.mode, entry.dest, entry.src)
+        specs.append(
+            FileSpec(entry.kind, entry.src, entry.dest, entry.rel, content, mode, entry.key, stack.root.resolve())
+        )
     return specs
 
 
@@ -140,6 +191,9 @@ def render(env, stack: Stack, src: str, variables: dict, network: NetworkDecisio
     import jinja2
 
     context = {
+        # Every env_file key and every var is a top-level name too ({{ GITEA_VERSION }}), vars winning.
+        **stack.env,
+        **variables,
         "vars": variables,
         "stack": {
             "name": stack.config.stack.name,
@@ -175,7 +229,8 @@ def render(env, stack: Stack, src: str, variables: dict, network: NetworkDecisio
         raise InputError(
             f"{kind}: {exc}",
             where=where(src, _template_line(exc, env, src)),
-            hint="templates see vars, stack and env only; define the name under vars or use a default filter",
+            hint="templates see vars, stack, env, and each vars and env_file key as a name; "
+            "define the name under vars or use a default filter",
         ) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"template is not UTF-8: {exc}", where=src, hint="save it as UTF-8") from None

@@ -21,12 +21,14 @@ from .actual import ObservedFiles, ObservedImages, observe, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide
-from .plan import Plan, TagAction, narrow
+from .plan import Plan, TagAction, heredoc_warnings, narrow
 from .plan import plan as diff
 from .refs import ImageRef, InvalidReference, parse
+from .tree import StackTree
 
 if TYPE_CHECKING:
     from .apply import ApplyResult, Reporter
+    from .dockerfiles import DockerfileInfo
     from .engine import Engine
 
 
@@ -70,18 +72,9 @@ def prepare(
     """Load the stack and compute the desired state.  ``images`` replaces the
     stack's base images by the given references and leaves out builds and
     files (``tag-localhost IMAGE...``)."""
-    loaded = stack_mod.load(stack, tag=tag)
-    names = {s.name for s in loaded.services}
-    for option, given in (("--target", targets or []), ("--replace", replace or [])):
-        unknown = sorted(set(given) - names)
-        if unknown:
-            raise InputError(
-                f"{option} {', '.join(unknown)}: no such service",
-                where="command line",
-                hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
-            )
-    decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
     if images:
+        loaded = stack_mod.read(stack, tag=tag)
+        decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
         bases = []
         for text in images:
             try:
@@ -90,16 +83,69 @@ def prepare(
                 raise InputError(
                     str(exc), where="command line", hint="give image references like redis:7-alpine"
                 ) from None
-        return Run(loaded, bases, decision, desired_mod.desired_state(bases, decision), host)
-    uses = desired_mod.service_uses(loaded)
-    bases = desired_mod.base_images(loaded, uses)
-    state = desired_mod.desired_state(bases, decision)
-    state.files = files_mod.desired_files(loaded, decision)
-    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in state.files}
-    state.builds = builds_mod.build_specs(loaded, uses, overlay)
+        state = desired_mod.desired_state(bases, decision, loaded.config.network.harbor_paths)
+        return Run(loaded, bases, decision, state, host)
+    found = discover(stack, network=network, registry=registry, tag=tag)
+    names = {s.name for s in found.stack.services}
+    for option, given in (("--target", targets or []), ("--replace", replace or [])):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise InputError(
+                f"{option} {', '.join(unknown)}: no such service",
+                where="command line",
+                hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
+            )
+    state = desired_mod.desired_state(found.bases, found.network, found.stack.config.network.harbor_paths)
+    state.files = found.files
+    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in found.files}
+    state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
     return Run(
-        loaded, bases, decision, state, host, list(targets or []), frozenset(replace or []), force, refresh_remote
+        found.stack,
+        found.bases,
+        found.network,
+        state,
+        host,
+        list(targets or []),
+        frozenset(replace or []),
+        force,
+        refresh_remote,
     )
+
+
+@dataclass
+class Discovered:
+    """The stack read as apply will leave it: templates rendered in memory first."""
+
+    stack: stack_mod.Stack  # services resolved
+    network: NetworkDecision
+    files: list[files_mod.FileSpec]  # what [[templates]] and [[files]] write
+    tree: StackTree  # the stack folder overlaid with those files
+    dockerfiles: dict[str, DockerfileInfo]  # by service
+    bases: list[BaseImage]
+
+
+def discover(
+    stack: str | None = None, *, network: str | None = None, registry: str | None = None, tag: str | None = None
+) -> Discovered:
+    """Templates first, in memory; then everything that reads the stack folder reads it as
+    apply will leave it: the services (a template may write a Dockerfile), the compose
+    files, the Dockerfiles.
+
+    Templates see ``stack.services`` as found by the ``stack.services`` glob and the
+    ``[services]`` tables; compose build sections join after, since a template may
+    write the compose file."""
+    loaded = stack_mod.read(stack, tag=tag)
+    decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
+    planned = files_mod.planned_files(loaded)
+    before = StackTree(loaded.root, {p.dest: None for p in planned})
+    files = files_mod.desired_files(stack_mod.resolve(loaded, before, partial=True), decision, planned)
+    tree = StackTree(loaded.root, {f.dest: f.content for f in files})
+    cfg = loaded.config.stack
+    compose = stack_mod.read_compose(loaded, tree) if cfg.compose else {}
+    loaded = stack_mod.resolve(loaded, tree, compose if cfg.compose_builds else None)
+    infos = desired_mod.analyze_services(loaded, tree)
+    bases = desired_mod.base_images(loaded, {name: info.uses for name, info in infos.items()}, compose)
+    return Discovered(loaded, decision, files, tree, infos, bases)
 
 
 @dataclass
@@ -111,12 +157,13 @@ class Observation:
     files: ObservedFiles
     remote: dict[ImageRef, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # registries that could not be asked
+    api_version: str | None = None  # the daemon's API version: what its built-in Dockerfile frontend parses
 
 
 def observe_state(run: Run) -> Observation:
     images = observe(run.engine.list_images())
     files = observe_files([f.dest for f in run.desired.files])
-    observation = Observation(images, files)
+    observation = Observation(images, files, api_version=run.engine.api_version)
     if run.refresh_remote:
         observation.remote, observation.warnings = remote_digests(run)
     return observation
@@ -164,7 +211,7 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
         previous=builds_mod.RecordStore().get,
         remote=seen.remote,
     )
-    the_plan.warnings += seen.warnings
+    the_plan.warnings += seen.warnings + heredoc_warnings(run.desired.builds, seen.api_version, run.stack.rel)
     return narrow(the_plan, run.targets) if run.targets else the_plan
 
 

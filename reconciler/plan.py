@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from . import builds as b
@@ -368,6 +369,29 @@ def _why_rebuild(
     return "inputs-changed", b.describe_changes(
         changed, previous(label), inputs, dockerfile=dockerfile
     ) or "inputs hash differs"
+
+
+# Docker 23 (API 1.42) is the first whose built-in Dockerfile frontend (1.4) parses heredocs.
+HEREDOC_API = (1, 42)
+
+
+def heredoc_warnings(builds: list[BuildSpec], api_version: str | None, rel: Callable[[Path], str]) -> list[str]:
+    """A heredoc in a Dockerfile without ``# syntax=`` builds only where the daemon's own
+    frontend parses heredocs; older ones read its body as instructions and fail."""
+    try:
+        too_old = api_version is not None and tuple(int(n) for n in api_version.split(".")) < HEREDOC_API
+    except ValueError:
+        too_old = False
+    if not too_old:
+        return []
+    return [
+        f"{rel(spec.dockerfile)}:{spec.heredocs[0]}: a heredoc needs Dockerfile frontend 1.4, and this daemon's "
+        f"built-in frontend (API {api_version}, Docker < 23) cannot parse it: the build of {spec.service} will fail; "
+        "add `# syntax=docker/dockerfile:1` as the Dockerfile's first line (BuildKit then fetches that frontend "
+        "image, so it must be reachable) or write the step without a heredoc"
+        for spec in builds
+        if spec.heredocs
+    ]
 
 
 def narrow(the_plan: Plan, services: list[str]) -> Plan:

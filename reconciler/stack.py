@@ -7,6 +7,7 @@ resolves the relative paths and the service glob against the stack folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,10 +38,30 @@ class StackSection(_Strict):
     services: str | None = Field(
         None, description="Glob of Dockerfiles; each match is a service named after its folder."
     )
+    context: str | None = Field(
+        None,
+        description="Build context of discovered services, relative to the stack folder (`.`: the stack folder); "
+        "their Dockerfile path is then taken relative to it [default: each Dockerfile's folder].",
+    )
+    exclude: list[str] = Field(default_factory=list, description="Discovered services not to build, by name.")
+    build_args: dict[str, str] = Field(
+        default_factory=dict, description="Build args of every service, under each service's own build_args."
+    )
+    env_build_args: bool = Field(
+        False, description="Pass every env_file key as a build arg (lowest precedence; only declared ARGs are used)."
+    )
     compose: list[str] = Field(
         default_factory=list, description="Compose files whose `image:` entries are base images."
     )
-    env_file: str | None = Field(None, description="Env file for compose interpolation.")
+    compose_builds: bool = Field(False, description="Compose services with a `build:` section are services to build.")
+    compose_profiles: list[str] | None = Field(
+        None, description="Compose profiles to read [default: every service, whatever its profiles]."
+    )
+    env_file: str | list[str] | None = Field(
+        None,
+        description="Env file for compose interpolation, template variables and env_build_args; "
+        "a list: the first that exists.",
+    )
     images: list[str] = Field(default_factory=list, description="Extra base images.")
     build_network: str | None = Field(
         None, description="Network of RUN steps (`none`, `host`, or a network name) [default: the daemon's]."
@@ -136,8 +157,11 @@ class ServiceSection(_Strict):
 
 
 class _FileEntry(_Strict):
-    src: str = Field(description="Relative to the stack folder.")
-    dest: str = Field(description="Relative to the stack folder; must stay inside it.")
+    src: str = Field(description="Relative to the stack folder; may be a glob (each match is one file).")
+    dest: str = Field(
+        description="Relative to the stack folder; must stay inside it. `{dir}`: the matched source's folder "
+        "(relative to the stack folder), `{name}`: its file name without the last suffix."
+    )
     mode: str | None = Field(
         None, pattern=r"^0?[0-7]{3,4}$", description="Octal file mode [default: the destination's, else the source's]."
     )
@@ -146,7 +170,10 @@ class _FileEntry(_Strict):
 class TemplateSection(_FileEntry):
     """A jinja2 template rendered to a file (sandboxed, undefined names are errors)."""
 
-    vars: dict[str, Any] = Field(default_factory=dict, description="Available to the template as `vars`.")
+    vars: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Available to the template as `vars`, and each key as a top-level name (over env_file keys).",
+    )
 
 
 class FileSection(_FileEntry):
@@ -174,6 +201,8 @@ class Service(BaseModel):
     target: str | None = None
     build_args: dict[str, str] = {}
     image: str
+    also: tuple[str, ...] = ()  # compose services building the same image with the same definition
+    origin: str = ""  # where it is defined, for messages
 
 
 class Stack(BaseModel):
@@ -183,7 +212,11 @@ class Stack(BaseModel):
     path: Path
     root: Path
     config: StackFile
-    services: list[Service]
+    services: list[Service] = []
+    text: str = ""  # the stack file, for the line numbers of messages
+    env: dict[str, str] = {}  # the env file's values
+    env_path: Path | None = None  # the env file read (the first of env_file that exists)
+    cli_tag: str | None = None  # --tag: replaces every service image's tag, compose's included
 
     def rel(self, path: Path) -> str:
         """A path as users see it in messages: relative to the stack folder when inside it."""
@@ -191,6 +224,10 @@ class Stack(BaseModel):
             return str(path.relative_to(self.root))
         except ValueError:
             return str(path)
+
+    def where(self, *loc: str) -> str:
+        """``stack.toml:LINE: key`` for a key of the stack file."""
+        return where(self.rel(self.path), locate(self.text, list(loc)), ".".join(loc))
 
 
 def find_stack_file(path: str | os.PathLike | None) -> Path:
@@ -210,10 +247,24 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def load(path: str | os.PathLike | None = None, *, tag: str | None = None) -> Stack:
-    """Read and validate the stack file; ``tag`` (``--tag``) replaces ``stack.tag``."""
+    """Read the stack file and resolve its services against the files on disk.
+
+    The pipeline resolves against the stack folder as apply will leave it
+    (:func:`read`, then templates, then :func:`resolve`); this is the plain case."""
+    from .tree import StackTree
+
+    stack = read(path, tag=tag)
+    compose = None
+    if stack.config.stack.compose_builds and stack.config.stack.compose:
+        compose = read_compose(stack, StackTree(stack.root))
+    return resolve(stack, StackTree(stack.root), compose)
+
+
+def read(path: str | os.PathLike | None = None, *, tag: str | None = None) -> Stack:
+    """Read and validate the stack file and its env file; ``tag`` (``--tag``) replaces ``stack.tag``."""
     if tag is not None and not _TAG.fullmatch(tag):
         raise InputError(
-            f"tag {tag!r} is not a valid image tag", where="--tag", hint="use letters, digits, _ . - (up to 128)"
+            f"tag {tag[:200]!r} is not a valid image tag", where="--tag", hint="use letters, digits, _ . - (up to 128)"
         )
     stack_path = find_stack_file(path)
     try:
@@ -235,8 +286,52 @@ def load(path: str | os.PathLike | None = None, *, tag: str | None = None) -> St
         raise _validation_error(exc, stack_path, text) from None
     if tag is not None:
         config = config.model_copy(update={"stack": config.stack.model_copy(update={"tag": tag})})
-    root = stack_path.parent
-    return Stack(path=stack_path, root=root, config=config, services=_resolve_services(config, stack_path, text))
+    stack = Stack(path=stack_path, root=stack_path.parent, config=config, text=text, cli_tag=tag)
+    env_path = _env_file(stack)
+    if env_path is None:
+        return stack
+    from .compose import read_env_file
+
+    env = read_env_file(env_path, stack.rel(env_path))
+    return stack.model_copy(update={"env": env, "env_path": env_path})
+
+
+def _env_file(stack: Stack) -> Path | None:
+    """The first ``env_file`` that exists; none existing is an error naming them all."""
+    names = stack.config.stack.env_file
+    if names is None:
+        return None
+    names = [names] if isinstance(names, str) else names
+    for name in names:
+        path = stack.root / name
+        if path.is_dir():
+            raise InputError(
+                f"env file {name!r} is a folder", where=stack.where("stack", "env_file"), hint="name a file"
+            )
+        if path.is_file():
+            return path
+    if not names:
+        return None
+    shown = ", ".join(repr(n) for n in names)
+    raise InputError(
+        f"env file {shown} not found" if len(names) == 1 else f"none of the env files {shown} exists",
+        where=stack.where("stack", "env_file"),
+        hint="create one (build.sh copied .env.example to .env) or fix stack.env_file",
+    )
+
+
+def read_compose(stack: Stack, tree) -> dict:
+    """The stack's compose files, merged as compose merges them, read through ``tree``."""
+    from .compose import read_compose as read_files
+
+    cfg = stack.config.stack
+    return read_files(
+        [stack.root / name for name in cfg.compose],
+        {**stack.env, **os.environ},  # compose's precedence: the shell environment wins
+        profiles=cfg.compose_profiles,
+        read_text=tree.read_text,
+        shown_as=stack.rel,
+    )
 
 
 def _validation_error(exc: ValidationError, path: Path, text: str) -> InputError:
@@ -283,91 +378,192 @@ def locate(text: str, loc: list[str]) -> int | None:
     return header_line + 1 if header_line is not None else None
 
 
-def _resolve_services(config: StackFile, stack_path: Path, text: str) -> list[Service]:
-    root = stack_path.parent
-    found: dict[str, tuple[Path, str]] = {}
-    if config.stack.services:
-        try:
-            matches = sorted(root.glob(config.stack.services))
-        except (NotImplementedError, ValueError) as exc:
-            raise InputError(
-                f"stack.services {config.stack.services!r} is not a usable glob: {exc}",
-                where=where(stack_path, locate(text, ["stack", "services"])),
-                hint="give a glob relative to the stack folder, e.g. src/*/Dockerfile",
-            ) from None
-        for match in matches:
-            if not match.is_file():
-                continue
-            if match.parent.name in found:
+# Build args BuildKit consumes without an ARG instruction.
+PREDEFINED_ARGS = frozenset(
+    name
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+    for name in (proxy, proxy.lower())
+)
+
+
+def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = False) -> Stack:
+    """The services, merged from three layers, each key by key over the one before:
+    Dockerfiles found by ``stack.services`` (seen through ``tree``: planned files
+    count), compose ``build:`` sections (with ``compose_builds``), ``[services.X]``.
+
+    ``partial``: the compose files are not read yet (templates are rendered first):
+    leave out what only they can complete instead of reporting it."""
+    cfg = stack.config.stack
+    layers: dict[str, dict] = {}
+    if cfg.services:
+        _discover(stack, tree, layers)
+    for name, service in (compose or {}).items():
+        if service.build is None:
+            continue
+        build = service.build
+        layer = layers.setdefault(name, {})
+        layer.update(
+            context=build.context,
+            dockerfile=build.context / (build.dockerfile or "Dockerfile"),
+            target=build.target,
+            args=dict(build.args),
+            origin=where(stack.rel(build.file), build.line, f"services.{name}.build"),
+        )
+        if service.image is not None:
+            layer["image"] = service.image.ref
+    for name, explicit in stack.config.services.items():
+        layer = layers.setdefault(name, {"origin": stack.where("services", name)})
+        given = explicit.model_fields_set
+        if "context" in given:
+            layer["context"] = (stack.root / explicit.context).resolve()
+            layer["dockerfile"] = layer["context"] / explicit.dockerfile
+        elif "dockerfile" in given:
+            if "context" not in layer:
                 raise InputError(
-                    f"two Dockerfiles make the same service {match.parent.name!r}: "
-                    f"{found[match.parent.name][0] / found[match.parent.name][1]} and {match}",
-                    where=where(stack_path, locate(text, ["stack", "services"])),
-                    hint="narrow the glob or rename a folder",
+                    f"service {name!r} has a dockerfile but no context",
+                    where=stack.where("services", name),
+                    hint='add context = "path/to/folder" (dockerfile is relative to it)',
                 )
-            found[match.parent.name] = (match.parent, match.name)
-        if not found and not config.services:
+            layer["dockerfile"] = layer["context"] / explicit.dockerfile
+        if "target" in given:
+            layer["target"] = explicit.target
+        if "build_args" in given:
+            layer["args"] = {**layer.get("args", {}), **explicit.build_args}
+        if "image" in given:
+            layer["explicit_image"] = explicit.image
+    if partial:
+        layers = {name: layer for name, layer in layers.items() if "context" in layer}
+    for name in cfg.exclude:
+        if name not in layers and partial:
+            continue
+        if name not in layers:
             raise InputError(
-                f"stack.services {config.stack.services!r} matches no Dockerfile",
-                where=where(stack_path, locate(text, ["stack", "services"])),
-                hint="fix the glob (relative to the stack folder)",
+                f"stack.exclude names {name[:200]!r}, which is no service",
+                where=stack.where("stack", "exclude"),
+                hint=f"services are: {_names(layers)}",
             )
-    services: list[Service] = []
-    images: dict[str, str] = {}
-    for name in sorted(set(found) | set(config.services)):
-        explicit = config.services.get(name, ServiceSection())
-        loc_line = locate(text, ["services", name])
-        if not _SERVICE_NAME.fullmatch(name):
-            raise InputError(
-                f"service name {name!r} is not a valid image name component",
-                where=where(stack_path, loc_line),
-                hint="use lower-case letters, digits and . _ - (rename the folder or the [services] table)",
-            )
-        if explicit.context is not None:
-            context = (root / explicit.context).resolve()
-        elif name in found:
-            context = found[name][0]
+        del layers[name]
+    if cfg.services and not layers and not stack.config.services and not partial:
+        raise InputError(
+            f"stack.services {cfg.services!r} matches no Dockerfile",
+            where=stack.where("stack", "services"),
+            hint="fix the glob (relative to the stack folder)",
+        )
+    services: dict[str, Service] = {}
+    for name in sorted(layers):
+        service = _service(stack, tree, name, layers[name])
+        first = next((s for s in services.values() if s.image == service.image), None)
+        if first is None:
+            services[name] = service
+        elif _definition(first) == _definition(service):  # compose often builds one image for several services
+            services[first.name] = first.model_copy(update={"also": (*first.also, name)})
         else:
             raise InputError(
-                f"service {name!r} has no context and no Dockerfile matched by stack.services",
-                where=where(stack_path, loc_line, f"services.{name}.context"),
-                hint='add context = "path/to/folder"',
+                f"services {first.name!r} and {name!r} both build {service.image} from different definitions",
+                where=service.origin,
+                hint="give each service its own image, or make the two build sections identical",
             )
-        dockerfile_name = explicit.dockerfile
-        if "dockerfile" not in explicit.model_fields_set and name in found and explicit.context is None:
-            dockerfile_name = found[name][1]
-        dockerfile = (context / dockerfile_name).resolve()
-        if not dockerfile.is_file():
+    return stack.model_copy(update={"services": list(services.values())})
+
+
+def _names(layers) -> str:
+    return ", ".join(sorted(layers)) or "(none)"
+
+
+def _definition(service: Service) -> tuple:
+    return (service.context, service.dockerfile, service.target, service.build_args)
+
+
+def _discover(stack: Stack, tree, layers: dict[str, dict]) -> None:
+    cfg = stack.config.stack
+    try:
+        matches = tree.glob(cfg.services)
+    except (NotImplementedError, ValueError) as exc:
+        raise InputError(
+            f"stack.services {cfg.services!r} is not a usable glob: {exc}",
+            where=stack.where("stack", "services"),
+            hint="give a glob relative to the stack folder, e.g. src/*/Dockerfile",
+        ) from None
+    context = (stack.root / cfg.context).resolve() if cfg.context is not None else None
+    for match in matches:
+        name = match.parent.name
+        if name in layers:
             raise InputError(
-                f"service {name!r}: Dockerfile {dockerfile} not found",
-                where=where(stack_path, loc_line, f"services.{name}"),
-                hint="fix context / dockerfile (dockerfile is relative to the context)",
+                f"two Dockerfiles make the same service {name!r}: {stack.rel(layers[name]['dockerfile'])} and "
+                f"{stack.rel(match)}",
+                where=stack.where("stack", "services"),
+                hint="narrow the glob, rename a folder, or list one in stack.exclude",
             )
-        image = explicit.image or f"{config.stack.image_prefix}{name}"
-        try:
-            image_ref = parse(f"{image}:{config.stack.tag}")
-        except InvalidReference as exc:
+        if context is not None and not match.resolve().is_relative_to(context):
             raise InputError(
-                f"service {name!r}: image {image}:{config.stack.tag} is not valid: {exc}",
-                where=where(stack_path, loc_line),
-                hint="fix stack.image_prefix, stack.tag or the service's image",
-            ) from None
-        if image_ref.familiar in images:
-            raise InputError(
-                f"services {images[image_ref.familiar]!r} and {name!r} both build {image_ref.familiar}",
-                where=where(stack_path, loc_line),
-                hint="give each service its own image",
+                f"Dockerfile {stack.rel(match)} is outside stack.context {cfg.context!r}",
+                where=stack.where("stack", "context"),
+                hint="use a context that holds every discovered Dockerfile",
             )
-        images[image_ref.familiar] = name
-        services.append(
-            Service(
-                name=name,
-                context=context,
-                dockerfile=dockerfile,
-                target=explicit.target,
-                # STACK_TAG lets a Dockerfile name a sibling service's image (FROM ai-infra-base:${STACK_TAG}).
-                build_args={STACK_TAG_ARG: config.stack.tag, **explicit.build_args},
-                image=image_ref.familiar,
-            )
+        layers[name] = {
+            "context": context or match.parent,
+            "dockerfile": match,
+            "origin": stack.where("stack", "services"),
+        }
+
+
+def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
+    cfg = stack.config.stack
+    if not _SERVICE_NAME.fullmatch(name):
+        raise InputError(
+            f"service name {name[:200]!r} is not a valid image name component",
+            where=layer["origin"],
+            hint="use lower-case letters, digits and . _ - (rename the folder, the compose service or the table)",
         )
-    return services
+    if "context" not in layer:
+        raise InputError(
+            f"service {name!r} has no context and no Dockerfile matched by stack.services",
+            where=stack.where("services", name, "context"),
+            hint='add context = "path/to/folder"',
+        )
+    dockerfile = layer["dockerfile"]
+    if not tree.is_file(dockerfile):
+        raise InputError(
+            f"service {name!r}: Dockerfile {stack.rel(dockerfile)} not found",
+            where=layer["origin"],
+            hint="fix context / dockerfile (dockerfile is relative to the context)",
+        )
+    image_ref = _image(stack, name, layer)
+    args = dict(stack.env) if cfg.env_build_args else {}
+    # STACK_TAG lets a Dockerfile name a sibling service's image (FROM ai-infra-base:${STACK_TAG}).
+    args[STACK_TAG_ARG] = image_ref.tag or cfg.tag
+    args.update(cfg.build_args)
+    args.update(layer.get("args", {}))
+    return Service(
+        name=name,
+        context=layer["context"],
+        dockerfile=dockerfile,
+        target=layer.get("target"),
+        build_args=args,
+        image=image_ref.familiar,
+        origin=layer["origin"],
+    )
+
+
+def _image(stack: Stack, name: str, layer: dict):
+    """``[services.X] image`` (+ the stack tag), else compose's ``image:`` with its own tag (``latest``
+    when it has none, as compose), else ``image_prefix + name``; ``--tag`` replaces the tag in every case."""
+    cfg = stack.config.stack
+    if "image" in layer and "explicit_image" not in layer:
+        ref = layer["image"]
+        if ref.is_digest:
+            raise InputError(
+                f"service {name!r}: a built image cannot be pinned by digest ({ref})",
+                where=layer["origin"],
+                hint="give the compose service a tag",
+            )
+        return ref if stack.cli_tag is None else dataclasses.replace(ref, tag=stack.cli_tag)
+    image = layer.get("explicit_image") or f"{cfg.image_prefix}{name}"
+    try:
+        return parse(f"{image}:{cfg.tag}")
+    except InvalidReference as exc:
+        raise InputError(
+            f"service {name!r}: image {image}:{cfg.tag} is not valid: {exc}",
+            where=layer["origin"],
+            hint="fix stack.image_prefix, stack.tag or the service's image",
+        ) from None

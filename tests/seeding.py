@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from reconciler import desired, stack
+from reconciler import pipeline
 from reconciler.refs import DEFAULT_DOMAIN, ImageRef
 
 from . import harness
@@ -44,7 +44,8 @@ def targets_for(engine: harness.Engine, refs: list[ImageRef]) -> dict[str, str]:
 
 
 def seed_stack(engine: harness.Engine, stack_path: str) -> dict[str, str]:
-    refs = [b.ref for b in desired.base_images(stack.load(stack_path))]
+    """Seed every base image of a stack (its templates rendered first, as plan reads it)."""
+    refs = [b.ref for b in pipeline.discover(stack_path, network="external").bases]
     return harness.seed(engine, targets_for(engine, refs))
 
 

@@ -283,9 +283,15 @@ def test_a_file_excluded_by_dockerignore_changes_nothing(cli, daemon, make_stack
     assert quiet.code == 0, quiet.out
     assert "No changes. Images and files are up to date." in quiet.out
 
-    # The same kind of change to a file that is sent does count.
+    # A file no COPY reads is not sent either (BuildKit sends only what COPY/ADD name): no change.
     (stack / "src/base/debug.txt").write_text("two\n")
-    assert reasons(plan_json(cli, stack)) == [("build[base]", "inputs-changed"), ("build[app]", "base-changed")]
+    assert plan_json(cli, stack)["actions"] == []
+
+    # The same kind of change to a file the build reads does count.
+    (stack / "src/base/base.txt").write_text("base 2\n")
+    plan = plan_json(cli, stack)
+    assert reasons(plan) == [("build[base]", "inputs-changed"), ("build[app]", "base-changed")]
+    assert plan["actions"][0]["detail"] == "context files changed: base.txt"
 
 
 def test_target_plans_and_builds_only_the_service_and_what_it_needs(cli, daemon, make_stack):

@@ -14,7 +14,7 @@ import pytest
 from reconciler import buildkit, builds
 from reconciler.actual import observe
 from reconciler.context import HashCache, context_record, pack
-from reconciler.desired import base_images, desired_state, service_uses
+from reconciler.desired import analyze_services, base_images, desired_state
 from reconciler.errors import InputError
 from reconciler.network import NetworkDecision
 from reconciler.plan import narrow, plan
@@ -39,9 +39,9 @@ def _stack(tmp_path: Path, dockerfiles: dict[str, str], extra: str = "") -> Path
 
 def _desired(root: Path, cache: Path):
     stack = load(root)
-    uses = service_uses(stack)
-    state = desired_state(base_images(stack, uses), NETWORK)
-    state.builds = builds.build_specs(stack, uses, {}, HashCache(cache / "hashes.json"))
+    infos = analyze_services(stack)
+    state = desired_state(base_images(stack, {name: info.uses for name, info in infos.items()}), NETWORK)
+    state.builds = builds.build_specs(stack, infos, {}, HashCache(cache / "hashes.json"))
     return state
 
 
@@ -131,7 +131,8 @@ def test_a_changed_sibling_makes_its_dependents_base_changed(tmp_path):
     ]
     result = plan(state, observe(images), NETWORK)
     assert _actions(result) == [("build[base]", "inputs-changed"), ("build[app]", "base-changed")]
-    assert result.actions[0].detail == "Dockerfile changed; context files changed"  # it is in the context too
+    # No COPY reads the context, so the record holds no files: only the Dockerfile changed.
+    assert result.actions[0].detail == "Dockerfile changed"
 
 
 def test_replace_and_force_rebuild_without_cache(tmp_path):
@@ -332,15 +333,16 @@ def test_a_damaged_hash_cache_is_no_cache(tmp_path, content):
     assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == builds.hashlib.sha256(b"x").hexdigest()
 
 
-def test_a_file_entry_may_not_write_a_dockerfile(tmp_path):
-    root = _stack(tmp_path / "s", {"api": "FROM redis:7\n"}, '[[files]]\nsrc = "df"\ndest = "src/api/Dockerfile"\n')
-    (root / "df").write_text("FROM nginx:1\n")
+def test_a_file_entry_may_not_write_a_dockerignore(tmp_path):
+    # A Dockerfile may be written (it is read as rendered); a .dockerignore decides the file set the plan hashes.
+    root = _stack(tmp_path / "s", {"api": "FROM redis:7\n"}, '[[files]]\nsrc = "di"\ndest = "src/api/.dockerignore"\n')
+    (root / "di").write_text("*.tmp\n")
     from reconciler.files import desired_files
 
     stack = load(root)
     overlay = {f.dest: "644:x" for f in desired_files(stack, NETWORK)}
-    with pytest.raises(InputError, match="writes src/api/Dockerfile, which decides how service 'api' is built"):
-        builds.build_specs(stack, service_uses(stack), overlay, HashCache(tmp_path / "h.json"))
+    with pytest.raises(InputError, match=r"writes src/api/\.dockerignore, which decides what service 'api' is built"):
+        builds.build_specs(stack, analyze_services(stack), overlay, HashCache(tmp_path / "h.json"))
 
 
 def test_two_services_building_one_image_are_refused(tmp_path):

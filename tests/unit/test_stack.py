@@ -58,6 +58,7 @@ FILES = {
     "src/web/Dockerfile": "FROM nginx:stable\n",
     "src/README.md": "not a service\n",
     "documentation/build/Containerfile": "FROM python:3.11\n",
+    ".env": "",  # env_file is read with the stack file: a missing one is an error
 }
 
 

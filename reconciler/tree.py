@@ -1,0 +1,82 @@
+"""The stack folder as apply will leave it.
+
+Templates and copied files are rendered in memory before anything else reads
+the stack, so a Dockerfile or compose file that a template writes is read as
+it *will* be: the plan is exact before the first apply, and ``plan`` writes
+nothing.  Every reader of stack files (service discovery, Dockerfiles, compose
+files) goes through a :class:`StackTree`: the files on disk, overlaid with the
+planned writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+
+class StackTree:
+    """Files on disk under ``root``, overlaid by ``planned`` (absolute path -> bytes).
+
+    A planned path whose content is ``None`` is known to be written but not yet
+    rendered: it exists for :meth:`is_file` and :meth:`glob` only.
+    """
+
+    def __init__(self, root: Path, planned: Mapping[Path, bytes | None] | None = None):
+        self.root = root
+        self.planned: dict[Path, bytes | None] = dict(planned or {})
+
+    def is_file(self, path: Path) -> bool:
+        return path in self.planned or path.is_file()
+
+    def read_bytes(self, path: Path) -> bytes:
+        content = self.planned.get(path)
+        if content is not None:
+            return content
+        if path in self.planned:
+            raise LookupError(f"{path} is read before it is rendered")  # a bug in the pipeline's order
+        return path.read_bytes()
+
+    def read_text(self, path: Path) -> str:
+        return self.read_bytes(path).decode("utf-8")
+
+    def glob(self, pattern: str) -> list[Path]:
+        """``Path.glob`` relative to the root, plus the planned files the pattern matches."""
+        found = {p for p in self.root.glob(pattern) if p.is_file()}
+        regex = _glob_regex(pattern)
+        for path in self.planned:
+            try:
+                rel = path.relative_to(self.root)
+            except ValueError:
+                continue
+            if regex.fullmatch(PurePosixPath(rel).as_posix()):
+                found.add(path)
+        return sorted(found)
+
+
+@lru_cache(maxsize=64)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``pathlib`` glob semantics as a regex: ``*`` and ``?`` within one component, ``**`` any depth."""
+    out = []
+    for part in PurePosixPath(pattern).parts:
+        if part == "**":
+            out.append("(?:[^/]+/)*")
+            continue
+        i, piece = 0, []
+        while i < len(part):
+            c = part[i]
+            if c == "*":
+                piece.append("[^/]*")
+            elif c == "?":
+                piece.append("[^/]")
+            elif c == "[" and (end := part.find("]", i + 2)) != -1:
+                body = part[i + 1 : end]
+                body = body.replace("\\", "\\\\")
+                piece.append("[^" + body[1:] + "]" if body[0] == "!" else "[" + body + "]")
+                i = end
+            else:
+                piece.append(re.escape(c))
+            i += 1
+        out.append("".join(piece) + "/")
+    return re.compile("".join(out).removesuffix("/"))
