@@ -12,8 +12,9 @@ the job.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -59,13 +60,20 @@ class Outcome:
 class ApplyResult:
     outcomes: list[Outcome] = field(default_factory=list)
     remaining: list[Action] = field(default_factory=list)  # what the verifying plan still wants
+    interrupted: bool = False  # a Ctrl-C or SIGTERM stopped it: no verify was made
+    verify_error: str | None = None  # the verifying read failed (the daemon went away)
 
     def count(self, status: Status, kind: str | None = None) -> int:
         return sum(1 for o in self.outcomes if o.status == status and (kind is None or o.action.kind == kind))
 
     @property
     def ok(self) -> bool:
-        return self.count("failed") == 0 and not self.remaining
+        return self.count("failed") == 0 and not self.remaining and not self.interrupted and not self.verify_error
+
+    @property
+    def verified(self) -> bool:
+        """Whether the verifying plan ran."""
+        return not self.interrupted and self.verify_error is None
 
     def summary(self) -> dict[str, int]:
         done = {"pull": "pulled", "tag": "tagged", "build": "built", "write": "written"}
@@ -84,6 +92,8 @@ class Reporter(Protocol):
     def progress(self, action: Action, event: dict) -> None: ...
     def finished(self, outcome: Outcome) -> None: ...
 
+    # Optional: ``stopping(running)``, said once when an interrupt stops new actions.
+
 
 class SilentReporter:
     def started(self, action: Action) -> None:
@@ -96,6 +106,12 @@ class SilentReporter:
         pass
 
 
+# After a graceful stop, how long running pulls and builds may take to end before apply
+# returns without them (their daemon threads die with the process; the daemon cancels a
+# pull or build whose client went away, and nothing is tagged by an unfinished action).
+STOP_GRACE = 5.0
+
+
 def apply(
     plan: Plan,
     engine: Engine,
@@ -103,50 +119,117 @@ def apply(
     parallelism: int = 4,
     reporter: Reporter | None = None,
     retry_delay: float = 1.0,
+    stop: threading.Event | None = None,
+    grace: float = STOP_GRACE,
 ) -> list[Outcome]:
     """Run the plan's actions as their dependencies allow: up to ``parallelism``
-    at once; an action whose dependency failed or was skipped is skipped."""
-    report = reporter or SilentReporter()
+    at once; an action whose dependency failed or was skipped is skipped.
+
+    ``stop`` set (the first Ctrl-C or SIGTERM): nothing new starts, what waits is
+    skipped, what runs gets ``grace`` seconds to end and is then reported failed."""
+    gate = _Gate(reporter or SilentReporter())
+    stop = stop or threading.Event()
     actions = {a.address: a for a in plan.actions}
     outcomes: dict[str, Outcome] = {}
     waiting = dict(actions)
+    running: dict[str, Action] = {}
+    done: queue.Queue[tuple[str, Outcome | BaseException]] = queue.Queue()
 
     def run(action: Action) -> Outcome:
         if isinstance(action, PullAction):
-            return _pull(engine, action, report, retry_delay)
+            return _pull(engine, action, gate, retry_delay)
         if isinstance(action, TagAction):
             pulled = [outcomes[d].after for d in action.depends_on if d in outcomes]
-            return _tag(engine, action, pulled[0] if pulled else action.after, report)
+            return _tag(engine, action, pulled[0] if pulled else action.after, gate)
         if isinstance(action, WriteAction):
-            return _write(action, report)
+            return _write(action, gate)
         if isinstance(action, BuildAction):
-            return _build(engine, action, report)
+            return _build(engine, action, gate)
         raise TypeError(f"no way to apply {action.address}")
 
-    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="apply") as pool:
-        running: dict[Future, Action] = {}
+    def work(action: Action) -> None:
+        try:
+            done.put((action.address, run(action)))
+        except BaseException as exc:  # a bug in us: re-raised in the main thread with its traceback
+            done.put((action.address, exc))
+
+    def finish(address: str, outcome: Outcome) -> None:
+        outcomes[address] = outcome
+        gate.finished(outcome)
+
+    deadline = None
+    try:
         while waiting or running:
+            if stop.is_set() and deadline is None:
+                deadline = time.monotonic() + grace
+                gate.stopping(len(running))
+                for address, action in waiting.items():
+                    finish(address, Outcome(action, "skipped", "not started: interrupted"))
+                waiting.clear()
             for address, action in list(waiting.items()):
+                if len(running) >= max(1, parallelism):
+                    break
                 deps = [d for d in action.depends_on if d in actions]
                 if any(d not in outcomes for d in deps):
                     continue
                 del waiting[address]
                 broken = [d for d in deps if outcomes[d].status in ("failed", "skipped")]
                 if broken:
-                    outcome = Outcome(action, "skipped", f"skipped: {broken[0]} {outcomes[broken[0]].status}")
-                    outcomes[address] = outcome
-                    report.finished(outcome)
-                else:
-                    running[pool.submit(run, action)] = action
+                    finish(address, Outcome(action, "skipped", f"skipped: {broken[0]} {outcomes[broken[0]].status}"))
+                    continue
+                running[address] = action
+                # Daemon threads: a stop after the grace period must not wait for a stalled stream.
+                threading.Thread(target=work, args=(action,), name=f"apply {address}", daemon=True).start()
             if not running:
                 continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                action = running.pop(future)
-                outcome = future.result()
-                outcomes[action.address] = outcome
-                report.finished(outcome)
+            if deadline is not None and time.monotonic() >= deadline:
+                for address, action in running.items():
+                    finish(
+                        address, Outcome(action, "failed", f"{address} interrupted", error="still running when stopped")
+                    )
+                running.clear()
+                break
+            try:
+                address, result = done.get(timeout=0.2)  # short: signals are handled between waits
+            except queue.Empty:
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            del running[address]
+            finish(address, result)
+    finally:
+        gate.close()  # threads still running report nothing more
     return [outcomes[a.address] for a in plan.actions]
+
+
+class _Gate:
+    """Passes reports on until apply returns; a thread that outlives apply says nothing more."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.open = True
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.open = False
+
+    def _call(self, name: str, *args) -> None:
+        with self.lock:
+            if self.open and hasattr(self.reporter, name):
+                getattr(self.reporter, name)(*args)
+
+    def started(self, action: Action) -> None:
+        self._call("started", action)
+
+    def progress(self, action: Action, event: dict) -> None:
+        self._call("progress", action, event)
+
+    def finished(self, outcome: Outcome) -> None:
+        self._call("finished", outcome)
+
+    def stopping(self, running: int) -> None:
+        self._call("stopping", running)
 
 
 def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: float) -> Outcome:

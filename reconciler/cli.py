@@ -8,8 +8,11 @@ changes.  Expected errors print one line and no traceback.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -280,12 +283,42 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
         return 0
     if ask:
         _confirm()
-    result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=stream or output.ProgressReporter())
+    with _interrupts() as stop:
+        result = pipeline.apply(
+            run, the_plan, parallelism=parallelism, reporter=stream or output.ProgressReporter(), stop=stop
+        )
     if stream is not None:
-        stream.summary(result.summary(), [a.address for a in result.remaining])
+        if result.verify_error:
+            stream.diagnostic("error", f"verify: {result.verify_error}")
+        stream.summary(result.summary(), [a.address for a in result.remaining], result)
     else:
         output.render_apply(result)
-    return 0 if result.ok else 1
+    if result.verify_error:  # the outcomes above first, then the one error line
+        print(f"error: verify: {result.verify_error}", file=sys.stderr)
+    return EXIT_INTERRUPTED if result.interrupted else 0 if result.ok else 1
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells and terraform report it
+
+
+@contextmanager
+def _interrupts():
+    """terraform's interrupt handling: the first SIGINT or SIGTERM asks apply to stop
+    gracefully (no new action starts, running ones get a few seconds, the summary is
+    printed, the lock released); a second one stops at once."""
+    stop = threading.Event()
+
+    def handle(signum, frame):
+        if stop.is_set():
+            raise Interrupted
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stream():
@@ -410,14 +443,28 @@ def _confirm() -> None:
         raise InputError("apply cancelled", hint="nothing was changed")
 
 
+class Interrupted(BaseException):
+    """Stop at once (a signal outside apply's graceful stop, or a second one).  Not a
+    KeyboardInterrupt, which typer turns into a silent exit 130; unwinding releases locks."""
+
+
+def _interrupt(signum, frame):
+    raise Interrupted
+
+
 def main(argv: list[str] | None = None) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # apply replaces these with a graceful stop while it runs
+        signal.signal(sig, _interrupt)
     try:
         code = app(args=argv, prog_name="reconcile", standalone_mode=False)
     except ReconcileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
-    except (typer.Abort, KeyboardInterrupt, EOFError):
-        print("error: interrupted; nothing more was done", file=sys.stderr)
+    except (Interrupted, typer.Abort, KeyboardInterrupt):
+        print("error: interrupted: stopped at once; a later apply finishes what is left", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except EOFError:
+        print("error: standard input closed; nothing was done", file=sys.stderr)
         code = 1
     except typer.TyperException as exc:  # usage errors (typer vendors click's exception tree)
         ctx = getattr(exc, "ctx", None)

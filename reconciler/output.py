@@ -127,13 +127,23 @@ def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
                 for line in outcome.log:
                     emit(f"      | {line}", out)
     s = result.summary()
-    head = "Apply complete!" if not failed else "Apply finished with errors."
+    head = (
+        "Apply interrupted."
+        if result.interrupted
+        else "Apply complete!"
+        if not failed
+        else "Apply finished with errors."
+    )
     emit(
         f"\n{head} {s['pulled']} pulled, {s['tagged']} tagged, {s['written']} written, {s['built']} built, "
         f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total.",
         out,
     )
-    if result.remaining:
+    if result.interrupted:
+        emit("Verify: not run (interrupted); the next apply finishes what is left.", out)
+    elif result.verify_error:
+        emit("Verify: not run: the daemon could not be read again (below).", out)
+    elif result.remaining:
         emit(f"Verify: {len(result.remaining)} action(s) still planned after apply:", out)
         for action in result.remaining:
             emit(f"  {action.symbol} {action_line(action)}", out)
@@ -216,6 +226,9 @@ class ProgressReporter:
             if self.tty and now - self.last.get(action.address, 0) >= 1:
                 self.last[action.address] = now
                 self._say(f"{action.address}: {len(self.layers[action.address])} layer(s) done")
+
+    def stopping(self, running: int) -> None:
+        self._say(f"interrupted: no new actions start; waiting for {running} running", "yellow")
 
     def finished(self, outcome: Outcome) -> None:
         mark = {"succeeded": "✓", "failed": "✗", "skipped": "-", "unchanged": "="}[outcome.status]

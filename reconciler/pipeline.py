@@ -10,6 +10,7 @@ This is the importable library the CLI is a thin shell over::
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -215,14 +216,32 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
     return narrow(the_plan, run.targets) if run.targets else the_plan
 
 
-def apply(run: Run, the_plan: Plan, *, parallelism: int = 4, reporter: Reporter | None = None) -> ApplyResult:
-    """Perform ``the_plan``, then read the daemon again: what it still plans is ``remaining``."""
+def apply(
+    run: Run,
+    the_plan: Plan,
+    *,
+    parallelism: int = 4,
+    reporter: Reporter | None = None,
+    stop: threading.Event | None = None,
+) -> ApplyResult:
+    """Perform ``the_plan``, then read the daemon again: what it still plans is ``remaining``.
+
+    ``stop``: set by the first interrupt; apply then starts nothing new and no verify runs.
+    A verifying read that fails (the daemon went away) is kept as ``verify_error``, so the
+    outcomes are still reported."""
     from .apply import ApplyResult
     from .apply import apply as execute
+    from .errors import EngineError
 
-    outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter)
+    outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter, stop=stop)
+    if stop is not None and stop.is_set():
+        return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
-    return ApplyResult(outcomes=outcomes, remaining=plan(replace(run, replace=frozenset(), force=False)).actions)
+    try:
+        remaining = plan(replace(run, replace=frozenset(), force=False)).actions
+    except EngineError as exc:
+        return ApplyResult(outcomes=outcomes, verify_error=str(exc))
+    return ApplyResult(outcomes=outcomes, remaining=remaining)
 
 
 def aliases_only(the_plan: Plan) -> Plan:

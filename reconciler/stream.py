@@ -108,12 +108,17 @@ class Changes(BaseModel):
 class Verify(BaseModel):
     converged: bool
     remaining: list[str] = Field(description="Addresses a fresh plan still wants")
+    checked: Literal[False] | None = Field(
+        None, description="false when no verifying plan ran (interrupted, or the daemon was lost); absent otherwise"
+    )
+    error: str | None = Field(None, description="Why the verifying read failed")
 
 
 class ChangeSummary(_Line):
     type: Literal["change_summary"] = "change_summary"
     changes: Changes
     verify: Verify
+    interrupted: Literal[True] | None = Field(None, description="true when a Ctrl-C or SIGTERM stopped the apply")
 
 
 StreamLine = Annotated[
@@ -192,10 +197,17 @@ class JsonStream:
         else:
             self._emit(ApplyComplete, "info", f"{outcome.action.address}: {outcome.message}", hook=data)
 
-    def summary(self, counts: dict[str, int], remaining: list[str]) -> None:
-        failed = counts["failed"] or remaining
+    def stopping(self, running: int) -> None:
+        self.diagnostic("warning", f"interrupted: no new actions start; waiting for {running} running")
+
+    def summary(self, counts: dict[str, int], remaining: list[str], result=None) -> None:
+        """The last line; ``result`` (an ApplyResult) adds whether verify ran and why not."""
+        interrupted = bool(result and result.interrupted)
+        error = result.verify_error if result else None
+        failed = counts["failed"] or remaining or interrupted or error
+        word = "interrupted" if interrupted else "finished with errors" if failed else "complete"
         message = (
-            f"Apply {'finished with errors' if failed else 'complete'}: {counts['pulled']} pulled, {counts['tagged']} tagged, "
+            f"Apply {word}: {counts['pulled']} pulled, {counts['tagged']} tagged, "
             f"{counts['written']} written, {counts['built']} built, {counts['failed']} failed"
         )
         self._emit(
@@ -203,5 +215,11 @@ class JsonStream:
             "error" if failed else "info",
             message,
             changes=Changes(**counts),
-            verify=Verify(converged=not remaining, remaining=remaining),
+            verify=Verify(
+                converged=not remaining and not interrupted and not error,
+                remaining=remaining,
+                checked=False if interrupted or error else None,
+                error=error,
+            ),
+            interrupted=True if interrupted else None,
         )
