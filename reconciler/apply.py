@@ -312,6 +312,7 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
     report.started(action)
     start = time.monotonic()
     spec = action.spec
+    hide = builds.redactor(spec)  # secret build args never reach the output (BuildKit puts them in step names)
     try:
         observed = observe(engine.list_images())
         resolved = resolve_now(action, observed)
@@ -346,20 +347,20 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
                 target=spec.target,
                 nocache=action.nocache,
                 network=spec.network,
-                on_event=lambda event: report.progress(action, event),
+                on_event=lambda event: report.progress(action, {k: _hidden(v, hide) for k, v in event.items()}),
             )
     except BuildError as exc:
         return Outcome(
             action,
             "failed",
             f"build {spec.service} failed",
-            error=str(exc),
-            log=exc.log,
+            error=hide(str(exc)),
+            log=[hide(line) for line in exc.log],
             seconds=time.monotonic() - start,
         )
     except ReconcileError as exc:
         return Outcome(
-            action, "failed", f"build {spec.service} failed", error=str(exc), seconds=time.monotonic() - start
+            action, "failed", f"build {spec.service} failed", error=hide(str(exc)), seconds=time.monotonic() - start
         )
     builds.RecordStore().put(inputs_hash, inputs)
     return Outcome(
@@ -369,6 +370,10 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
         after=image_id,
         seconds=time.monotonic() - start,
     )
+
+
+def _hidden(value, hide):
+    return hide(value) if isinstance(value, str) else value
 
 
 def resolve_now(action: BuildAction, observed) -> dict[str, str | None]:

@@ -9,8 +9,12 @@ hash*, stored on the image as a label; the plan rebuilds when they differ.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import hmac
 import json
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +49,7 @@ class BuildSpec:
     sources: list[Source] | None = None  # the context paths its COPY/ADD/mounts read; None: all
     also: tuple[str, ...] = ()  # other compose services building this same image
     heredocs: tuple[int, ...] = ()  # lines using a heredoc with no `# syntax=` line: the daemon's frontend decides
+    secrets: frozenset[str] = frozenset()  # build args whose values never leave in clear (secret_build_args)
 
 
 def build_specs(
@@ -105,6 +110,7 @@ def build_specs(
             sources=info.sources,
             also=service.also,
             heredocs=() if info.syntax else tuple(info.heredocs),
+            secrets=frozenset(k for k in service.build_args if is_secret(k, stack.config.stack.secret_build_args)),
         )
     cache.save()
     return _ordered(specs)
@@ -128,15 +134,78 @@ def _ordered(specs: dict[str, BuildSpec]) -> list[BuildSpec]:
         ) from None
 
 
+# Names whose values are secret unless the stack says otherwise (fnmatch, any case).
+SECRET_NAMES = ("*PASSWORD*", "*SECRET*", "*TOKEN*", "*_KEY")
+REDACTED = "***"
+MIN_REDACTED = 4  # shorter values are not replaced in output: they would mangle every line and protect nothing
+
+
+def is_secret(name: str, listed: list[str] | tuple[str, ...] = ()) -> bool:
+    return name in listed or any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_NAMES)
+
+
 def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
-    """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to."""
+    """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to.
+    A secret build arg enters it only as a keyed hash, so neither the labels nor the cache tell its value."""
+    args = {k: (keyed_hash(v) if k in spec.secrets else v) for k, v in sorted(spec.build_args.items())}
     return {
         "dockerfile": spec.dockerfile_sha,
         "target": spec.target,
-        "build_args": dict(sorted(spec.build_args.items())),
+        "build_args": args,
         "context": spec.files,
         "bases": dict(sorted(resolved.items())),
     }
+
+
+_KEYS: dict[Path, bytes] = {}
+
+
+def keyed_hash(value: str) -> str:
+    """HMAC-SHA256 of a secret value with this host's key (``secret.key`` in the cache dir, 0600):
+    stable across runs, useless for guessing the value offline from a label."""
+    from .network import cache_dir
+
+    path = cache_dir() / "secret.key"
+    if path not in _KEYS:
+        _KEYS[path] = _host_key(path)
+    return "hmac-sha256:" + hmac.new(_KEYS[path], value.encode(), hashlib.sha256).hexdigest()
+
+
+def _host_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the secret hashing key: {exc}", where=str(path), hint="check permissions"
+        ) from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:  # another run made it first
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"cannot create the secret hashing key: {exc}", where=str(path), hint="set RECONCILE_CACHE_DIR"
+        ) from None
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
+def redactor(spec: BuildSpec):
+    """A function that replaces the spec's secret values in a text by ***."""
+    values = sorted((v for k, v in spec.build_args.items() if k in spec.secrets and len(v) >= MIN_REDACTED), key=len)
+    values.reverse()  # longer first: a value that contains another is replaced whole
+
+    def hide(text: str) -> str:
+        for value in values:
+            text = text.replace(value, REDACTED)
+        return text
+
+    return hide
 
 
 def digest(value: object) -> str:

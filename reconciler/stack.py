@@ -50,6 +50,11 @@ class StackSection(_Strict):
     env_build_args: bool = Field(
         False, description="Pass every env_file key as a build arg (lowest precedence; only declared ARGs are used)."
     )
+    secret_build_args: list[str] = Field(
+        default_factory=list,
+        description="Build args whose values are secret, besides names matching *PASSWORD*, *SECRET*, *TOKEN*, "
+        "*_KEY: redacted in every output and the cache, hashed with a per-host key in labels.",
+    )
     compose: list[str] = Field(
         default_factory=list, description="Compose files whose `image:` entries are base images."
     )
