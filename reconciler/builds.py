@@ -23,7 +23,7 @@ from .context import Entry, HashCache, context_record
 from .dockerfiles import DockerfileInfo, Source
 from .errors import InputError, where
 from .refs import ImageRef, parse
-from .stack import PREDEFINED_ARGS, Stack
+from .stack import PREDEFINED_ARGS, PROXY_ARGS, Stack
 from .tree import StackTree
 
 LABEL_INPUTS = "io.reconcile.inputs"
@@ -147,7 +147,11 @@ def is_secret(name: str, listed: list[str] | tuple[str, ...] = ()) -> bool:
 def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
     """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to.
     A secret build arg enters it only as a keyed hash, so neither the labels nor the cache tell its value."""
-    args = {k: (keyed_hash(v) if k in spec.secrets else v) for k, v in sorted(spec.build_args.items())}
+    args = {
+        k: (keyed_hash(v) if k in spec.secrets else v)
+        for k, v in sorted(spec.build_args.items())
+        if k not in PROXY_ARGS  # like Docker's build cache: a proxy change does not change the image
+    }
     return {
         "dockerfile": spec.dockerfile_sha,
         "target": spec.target,

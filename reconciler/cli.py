@@ -412,7 +412,7 @@ def env(
     from . import stack as stack_mod
     from .network import decide
 
-    loaded = stack_mod.load(stack)
+    loaded = stack_mod.read(stack)  # the network section only: nothing rendered or read beyond it
     decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry, use_cache=not refresh)
     if json_:
         output.emit_json(decision.model_dump())

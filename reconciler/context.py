@@ -178,6 +178,8 @@ def build_paths(
         return sorted(paths)
     from .dockerfiles import select
 
+    if _through_a_link(context, paths, sources):
+        return sorted(paths)  # BuildKit follows a symlinked folder inside a source path: send and hash it all
     used, unmatched = select(paths, sources)
     # COPY follows a symlink it names: what the link points at (inside the context) is read too.
     for rel in [r for r in used if (context / r).is_symlink()]:
@@ -195,6 +197,21 @@ def build_paths(
             hint="fix the path (relative to the context), the service's context, or .dockerignore",
         )
     return sorted(used)
+
+
+def _through_a_link(context: Path, paths: set[str], sources: list[Source]) -> bool:
+    """Whether a source's path goes through a symlinked folder (``COPY data/x`` with ``data -> real``)."""
+    from .dockerfiles import Source, select
+
+    links = {p for p in paths if (context / p).is_symlink() and (context / p).is_dir()}
+    if not links:
+        return False
+    for source in sources:
+        parts = source.pattern.split("/")
+        for k in range(1, len(parts)):
+            if select(links, [Source("/".join(parts[:k]), source.line, source.instruction)])[0]:
+                return True
+    return False
 
 
 def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:

@@ -78,7 +78,7 @@ class Source:
 @dataclass
 class DockerfileInfo:
     uses: list[ImageUse]  # the images pulled from outside, in file order
-    args: frozenset[str]  # every ARG name declared, meta args and stage args, all stages
+    args: frozenset[str]  # ARG names declared: meta args, and those of the stages built for the target
     sources: list[Source] | None  # context paths the built stages read; None = cannot tell (read it all)
     heredocs: list[int]  # lines of instructions using a heredoc, in any stage
     syntax: str | None  # the `# syntax=` parser directive
@@ -100,6 +100,7 @@ class _Stage:
     env_names: set[str] = field(default_factory=set)  # names an ENV instruction set, here or in the parent
     shadowed: _Stage | None = None  # the earlier stage of the same name
     sources: list[Source] | None = field(default_factory=list)
+    declared: set[str] = field(default_factory=set)  # ARG names this stage declares
     heredocs: list[int] = field(default_factory=list)
     onbuild: bool = False  # its ONBUILD triggers run in any stage built FROM it
 
@@ -223,7 +224,8 @@ def analyze(
     return DockerfileInfo(
         # Stages were walked target-first: put uses back in file order, each once.
         uses=sorted(dict.fromkeys(uses), key=lambda u: u.line),
-        args=frozenset(reader.arg_names),
+        # Meta args, and the ARGs of the stages built: an ARG of a stage never built changes nothing.
+        args=frozenset(reader.arg_names.union(*(s.declared for s in built))),
         sources=sources,
         # Every stage: a frontend that cannot parse heredocs fails on the whole file, built stage or not.
         heredocs=sorted(line for s in stages for line in s.heredocs),
@@ -275,7 +277,7 @@ class _Reader:
         self.global_args = platform_args()  # BuildKit's global scope: only args that got a value
         self.stages: list[_Stage] = []
         self.by_name: dict[str, _Stage] = {}
-        self.arg_names: set[str] = set()
+        self.arg_names: set[str] = set()  # meta args (before the first FROM)
         self.budget = EXPANSION_BUDGET
 
     def read(self, cmd) -> None:
@@ -289,7 +291,7 @@ class _Reader:
         kind = cmd.cmd.upper()
         if kind == "ARG":
             for name, default in _arg_pairs(cmd.value):
-                self.arg_names.add(name)
+                (self.stages[-1].declared if self.stages else self.arg_names).add(name)
                 if self.stages:
                     self._stage_arg(self.stages[-1], name, default, cmd.start_line)
                 else:

@@ -83,6 +83,11 @@ class Engine:
                     on_event(event)
             return self._client().inspect_image(ref.familiar)["Id"]
 
+    def has_onbuild(self, ref: ImageRef) -> bool:
+        """Whether the local image carries ONBUILD triggers (they read the child's context)."""
+        with self._errors("inspect", ref):
+            return bool((self._client().inspect_image(ref.familiar).get("Config") or {}).get("OnBuild"))
+
     def tag(self, image_id: str, alias: ImageRef) -> None:
         """Point ``alias`` at ``image_id`` (moving it if it exists)."""
         with self._errors("tag", alias):

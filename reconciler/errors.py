@@ -22,7 +22,7 @@ class ReconcileError(Exception):
         text = f"{self.where}: {self.what}" if self.where else self.what
         if self.hint:
             text += f"; {self.hint}"
-        return text
+        return printable(text, MESSAGE_LIMIT)
 
 
 class InputError(ReconcileError):
@@ -43,6 +43,19 @@ class BuildError(EngineError):
     def __init__(self, what: str, log: list[str]):
         super().__init__(what)
         self.log = log
+
+
+MESSAGE_LIMIT = 2000  # one short line: a value echoed from hostile input is cut, not printed whole
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` safe for a terminal: control characters (ESC, CR, LF, ...) escaped as ``\\x1b``,
+    so no input can move the cursor or forge a line; cut at ``limit`` characters."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def where(path: object, line: int | None = None, key: str | None = None) -> str:

@@ -100,6 +100,13 @@ def _sources(stack: Stack, src: str, shown: str) -> list[Path]:
             raise InputError(
                 f"{src!r} matches no file", where=shown, hint="fix the glob (relative to the stack folder)"
             )
+        for path in found:
+            if not path.resolve().is_relative_to(stack.root):
+                raise InputError(
+                    f"{src!r} matches {path}, outside the stack folder",
+                    where=shown,
+                    hint="keep sources inside the stack folder",
+                )
         return found
     path = stack.root / src
     if not path.resolve().is_relative_to(stack.root):
@@ -145,7 +152,9 @@ def _inside(stack: Stack, dest: str, shown: str) -> Path:
     """``dest`` resolved (following symlinks) and refused unless it stays in the stack folder."""
     root = stack.root.resolve()
     path = (root / dest).resolve()
-    if not path.is_relative_to(root) or path == root:
+    if path == root:
+        raise InputError(f"destination {dest} is the stack folder itself", where=shown, hint="name a file in it")
+    if not path.is_relative_to(root):
         raise InputError(
             f"destination {dest} is outside the stack folder{' (through a symlink)' if '..' not in Path(dest).parts and not Path(dest).is_absolute() else ''}",
             where=shown,

@@ -304,8 +304,12 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
             for a in (pull_address(source_of.get(ref, ref)), tag_address(ref))
             if a in by_address
         ] + [build_address(n) for n in spec.needs if build_address(n) in by_address]
+        # Writes into its context, and of its Dockerfile wherever that lives: the build reads them.
         writes = [
-            a.address for a in result.actions if isinstance(a, WriteAction) and a.spec.dest.is_relative_to(spec.context)
+            a.address
+            for a in result.actions
+            if isinstance(a, WriteAction)
+            and (a.spec.dest.is_relative_to(spec.context) or a.spec.dest == spec.dockerfile)
         ]
         current = observed.image_id(spec.image)
         labels = observed.labels.get(current, {}) if current else {}

@@ -383,12 +383,13 @@ def locate(text: str, loc: list[str]) -> int | None:
     return header_line + 1 if header_line is not None else None
 
 
-# Build args BuildKit consumes without an ARG instruction.
-PREDEFINED_ARGS = frozenset(
+# Build args BuildKit consumes without an ARG instruction: the proxies (kept out of the build cache).
+PROXY_ARGS = frozenset(
     name
     for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
     for name in (proxy, proxy.lower())
 )
+PREDEFINED_ARGS = PROXY_ARGS
 
 
 def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = False) -> Stack:
@@ -409,7 +410,8 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
         layer = layers.setdefault(name, {})
         layer.update(
             context=build.context,
-            dockerfile=build.context / (build.dockerfile or "Dockerfile"),
+            dockerfile=build.dockerfile or "Dockerfile",  # relative to the context, as compose reads it
+            dockerfile_from="compose",
             target=build.target,
             args=dict(build.args),
             origin=where(stack.rel(build.file), build.line, f"services.{name}.build"),
@@ -421,15 +423,17 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
         given = explicit.model_fields_set
         if "context" in given:
             layer["context"] = (stack.root / explicit.context).resolve()
-            layer["dockerfile"] = layer["context"] / explicit.dockerfile
+            # Key by key: a compose dockerfile stays (relative to the new context); a discovered one does not.
+            if "dockerfile" in given or layer.get("dockerfile_from") != "compose":
+                layer["dockerfile"] = explicit.dockerfile
         elif "dockerfile" in given:
-            if "context" not in layer:
+            if "context" not in layer and not partial:
                 raise InputError(
                     f"service {name!r} has a dockerfile but no context",
                     where=stack.where("services", name),
                     hint='add context = "path/to/folder" (dockerfile is relative to it)',
                 )
-            layer["dockerfile"] = layer["context"] / explicit.dockerfile
+            layer["dockerfile"] = explicit.dockerfile
         if "target" in given:
             layer["target"] = explicit.target
         if "build_args" in given:
@@ -456,7 +460,12 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
         )
     services: dict[str, Service] = {}
     for name in sorted(layers):
-        service = _service(stack, tree, name, layers[name])
+        try:
+            service = _service(stack, tree, name, layers[name])
+        except InputError:
+            if partial:  # the compose layer, read later, may complete it; the full pass reports it
+                continue
+            raise
         first = next((s for s in services.values() if s.image == service.image), None)
         if first is None:
             services[name] = service
@@ -494,8 +503,8 @@ def _discover(stack: Stack, tree, layers: dict[str, dict]) -> None:
         name = match.parent.name
         if name in layers:
             raise InputError(
-                f"two Dockerfiles make the same service {name!r}: {stack.rel(layers[name]['dockerfile'])} and "
-                f"{stack.rel(match)}",
+                f"two Dockerfiles make the same service {name!r}: "
+                f"{stack.rel(layers[name]['context'] / layers[name]['dockerfile'])} and {stack.rel(match)}",
                 where=stack.where("stack", "services"),
                 hint="narrow the glob, rename a folder, or list one in stack.exclude",
             )
@@ -505,9 +514,11 @@ def _discover(stack: Stack, tree, layers: dict[str, dict]) -> None:
                 where=stack.where("stack", "context"),
                 hint="use a context that holds every discovered Dockerfile",
             )
+        base = context or match.parent
         layers[name] = {
-            "context": context or match.parent,
-            "dockerfile": match,
+            "context": base,
+            "dockerfile": match.relative_to(base).as_posix() if context is None else os.path.relpath(match, base),
+            "dockerfile_from": "glob",
             "origin": stack.where("stack", "services"),
         }
 
@@ -526,7 +537,8 @@ def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
             where=stack.where("services", name, "context"),
             hint='add context = "path/to/folder"',
         )
-    dockerfile = layer["dockerfile"]
+    # Resolved like every planned destination, so `../shared/Dockerfile` is one file wherever it is named from.
+    dockerfile = (layer["context"] / layer.get("dockerfile", "Dockerfile")).resolve()
     if not tree.is_file(dockerfile):
         raise InputError(
             f"service {name!r}: Dockerfile {stack.rel(dockerfile)} not found",

@@ -330,3 +330,127 @@ def test_a_compose_file_rendered_from_a_template_is_read_as_rendered(tmp_path):
     )
     assert [b.ref.familiar for b in _discover(root).bases] == ["chrislusf/seaweedfs:3.80", "redis:7"]
     assert not (root / "compose.yml").exists()
+
+
+# Found by review: each of these failed before its fix.
+
+
+def test_a_dockerfile_named_through_dotdot_is_one_resolved_file(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": HEAD.replace('services = "src/*/Dockerfile"\n', "")
+            + '\n[services.app]\ncontext = "src/app"\ndockerfile = "../shared/Dockerfile"\n',
+            "src/shared/Dockerfile": "FROM alpine:3\nCOPY main.py /\n",
+            "src/app/main.py": "print()\n",
+        },
+    )
+    (spec,) = pipeline.prepare(str(root), network="external").desired.builds
+    assert spec.dockerfile == root.resolve() / "src/shared/Dockerfile"
+    from reconciler.context import DOCKERFILE_IN_TAR, pack
+
+    packed = pack(spec.context, spec.dockerfile, spec.sources)
+    assert packed.dockerfile == DOCKERFILE_IN_TAR  # outside the context: sent under its own name, as before
+    assert packed.record == spec.files
+
+
+def test_writing_a_dockerfile_outside_the_context_comes_before_the_build(tmp_path):
+    from reconciler.actual import ObservedImages
+    from reconciler.plan import plan
+
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": HEAD.replace('services = "src/*/Dockerfile"\n', "")
+            + '\n[services.app]\ncontext = "src/app"\ndockerfile = "../../docker/Dockerfile"\n\n'
+            + '[[templates]]\nsrc = "docker/Dockerfile.tpl"\ndest = "docker/Dockerfile"\n',
+            "docker/Dockerfile.tpl": "FROM scratch\n",
+            "src/app/x": "x\n",
+        },
+    )
+    run = pipeline.prepare(str(root), network="external")
+    result = plan(run.desired, ObservedImages(), run.network, {})
+    build = next(a for a in result.actions if a.address == "build[app]")
+    assert build.depends_on == ["write[docker/Dockerfile]"]
+
+
+def test_a_copy_through_a_symlinked_folder_reads_the_whole_context(tmp_path):
+    from reconciler.context import HashCache, build_paths, context_record
+    from reconciler.dockerfiles import Source
+
+    context = tmp_path / "ctx"
+    _write(context, {"real/file.txt": "one\n", "other.txt": "x\n", "Dockerfile": "FROM x\n"})
+    (context / "data").symlink_to("real")
+    sources = [Source("data/file.txt", 2, "COPY")]
+    assert "real/file.txt" in build_paths(context, context / "Dockerfile", None, sources)  # no false "matches nothing"
+    before = context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"), None, sources)
+    (context / "real/file.txt").write_text("two\n")
+    after = context_record(context, context / "Dockerfile", HashCache(tmp_path / "h.json"), None, sources)
+    assert before != after  # an edit behind the link is seen
+
+
+def test_a_stack_table_dockerfile_over_a_compose_build_section(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": COMPOSE_STACK + '\n[services.app]\ndockerfile = "Dockerfile.prod"\n',
+            "compose.yml": "services:\n  app:\n    build: ./app\n",
+            "app/Dockerfile.prod": "FROM busybox:1\n",
+        },
+    )
+    (service,) = _discover(root).stack.services
+    assert service.dockerfile == root.resolve() / "app/Dockerfile.prod"
+
+
+def test_a_stack_table_context_keeps_the_compose_dockerfile(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": COMPOSE_STACK + '\n[services.app]\ncontext = "other"\n',
+            "compose.yml": "services:\n  app:\n    build: { context: ./app, dockerfile: Dockerfile.dev }\n",
+            "other/Dockerfile.dev": "FROM busybox:1\n",
+        },
+    )
+    (service,) = _discover(root).stack.services
+    assert service.dockerfile == root.resolve() / "other/Dockerfile.dev"
+
+
+def test_a_source_glob_reaching_outside_the_stack_folder_is_refused(tmp_path):
+    _write(tmp_path, {"outside/secret.txt": "s\n"})
+    root = _write(
+        tmp_path / "stack",
+        {
+            "stack.toml": HEAD + '\n[[files]]\nsrc = "../outside/*.txt"\ndest = "copied/{name}.txt"\n',
+            "src/a/Dockerfile": "FROM redis:7\n",
+        },
+    )
+    assert "outside the stack folder" in _error(root)
+
+
+def test_a_destination_that_is_the_stack_folder_says_so(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": HEAD + '\n[[templates]]\nsrc = "t.tpl"\ndest = "{dir}"\n',
+            "t.tpl": "x\n",
+            "src/a/Dockerfile": "FROM redis:7\n",
+        },
+    )
+    assert "destination . is the stack folder itself" in _error(root)
+
+
+def test_env_reads_only_the_network_section_of_a_fresh_checkout(tmp_path):
+    import subprocess
+    import sys
+
+    matrix = Path(__file__).parent.parent / "stacks" / "matrix"
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "env", "--network", "external", "-s", str(matrix)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "RECONCILE_CACHE_DIR": str(tmp_path)},
+        cwd=Path(__file__).parent.parent.parent,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "external" in result.stdout
