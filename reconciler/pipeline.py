@@ -91,7 +91,9 @@ def prepare(
             hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
         )
     state.files = found.files
-    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in found.files}
+    # --only without write: the builds read the files as they are now, not as the writes would leave them.
+    writes = found.files if not only or "write" in only else []
+    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
     state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
     scope(state, targets or [], only or [])  # a target that names nothing fails now, not after the read
     return Run(
@@ -225,6 +227,7 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
         force=run.force,
         previous=builds_mod.RecordStore().get,
         remote=seen.remote,
+        only=run.only,
     )
     the_plan.warnings += seen.warnings + heredoc_warnings(run.desired.builds, seen.api_version, run.stack.rel)
     return narrow(the_plan, scope(run.desired, run.targets, run.only))

@@ -9,7 +9,7 @@ too, with why, for ``plan -v``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -182,11 +182,14 @@ def plan(
     force: bool = False,
     previous: Callable[[str], dict | None] = lambda inputs_hash: None,
     remote: dict[ImageRef, str] | None = None,
+    only: Collection[str] = (),
 ) -> Plan:
     """``replace`` / ``force`` rebuild those services (all) whatever their hash;
     ``previous`` finds an old inputs record by hash, to name changed files;
     ``remote`` holds the registry's current digest of base images (``--refresh-remote``):
-    a local copy that is not that digest is pulled again."""
+    a local copy that is not that digest is pulled again.  ``only``: the kinds of action
+    that will run (``--only``); a build reads the bases as they are now where the pulls or
+    tags that would change them will not run (:func:`narrow` then leaves those out)."""
     remote = remote or {}
     result = Plan(network=network, warnings=list(desired.warnings))
     pulled: set[ImageRef] = set()
@@ -256,7 +259,7 @@ def plan(
             )
         )
     _plan_writes(desired.files, files or {}, result)
-    _plan_builds(desired, observed, result, replace, force, previous)
+    _plan_builds(desired, observed, result, replace, force, previous, set(only or KINDS))
     return result
 
 
@@ -297,15 +300,17 @@ def _resolve_bases(
     return resolved
 
 
-def _plan_builds(desired, observed, result, replace, force, previous) -> None:
+def _plan_builds(desired, observed, result, replace, force, previous, runs: set[str]) -> None:
     by_address = {a.address for a in result.actions}
-    pulled = {a.image for a in result.actions if isinstance(a, PullAction)}
+    # What each base will be when the build runs: a pull decides it, an alias reads its source once
+    # tagged.  Pulls or tags that will not run (--only) leave the bases as they are now, and the
+    # build's record must say what it really read.
+    pulled = {a.image for a in result.actions if isinstance(a, PullAction)} if "pull" in runs else set()
     source_of = {a.alias: a.source for a in desired.aliases}
+    reads = source_of if "tag" in runs else {}
     hashes: dict[str, str | None] = {}  # service -> inputs hash (None: known after the pulls)
     for spec in desired.builds:
-        resolved = _resolve_bases(
-            spec, source_of, lambda ref: None if ref in pulled else observed.image_id(ref), hashes
-        )
+        resolved = _resolve_bases(spec, reads, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
         inputs = b.record(spec, resolved)
         inputs_hash = b.digest(inputs) if None not in resolved.values() else None
         hashes[spec.service] = inputs_hash
@@ -351,7 +356,7 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
                 spec=spec,
                 inputs_hash=inputs_hash,
                 nocache=forced,
-                lookups={ref.familiar: source_of.get(ref, ref) for ref in spec.bases},
+                lookups={ref.familiar: reads.get(ref, ref) for ref in spec.bases},
             )
         )
         by_address.add(build_address(spec.service))

@@ -19,6 +19,7 @@ from reconciler.errors import InputError
 from reconciler.files import FileSpec
 from reconciler.network import NetworkDecision
 from reconciler.plan import narrow, plan, scope
+from reconciler.refs import parse
 from reconciler.stack import load
 
 NETWORK = NetworkDecision(
@@ -150,7 +151,7 @@ def test_replace_and_force_rebuild_without_cache(tmp_path):
 
 
 def _narrowed(state, images=(), targets=(), only=()):
-    return narrow(plan(state, observe(list(images)), NETWORK), scope(state, targets, only))
+    return narrow(plan(state, observe(list(images)), NETWORK, only=only), scope(state, targets, only))
 
 
 def test_narrow_keeps_a_target_and_what_it_depends_on(tmp_path):
@@ -197,6 +198,19 @@ def test_only_build_runs_against_what_is_there_and_says_so(tmp_path):
         "it runs against what is there now"
     ]
     assert result.only == ["build"] and result.targets == [] and result.partial
+
+
+def test_only_build_reads_an_alias_as_it_is_when_its_tag_is_left_out(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM localhost/redis:7\n"})
+    state = _desired(root, tmp_path)
+    images = [_image(["redis:7"], BASE_ID), _image(["localhost/redis:7"], OTHER_ID)]
+    full = _narrowed(state, images)
+    assert [a.address for a in full.actions] == ["tag[localhost/redis:7]", "build[a]"]
+    assert full.actions[1].lookups == {"localhost/redis:7": parse("redis:7")}  # the alias once moved
+    [build] = _narrowed(state, images, only=["build"]).actions
+    # The tag will not run: the build reads, and records, the alias as it is now.
+    assert build.lookups == {"localhost/redis:7": parse("localhost/redis:7")}
+    assert build.inputs_hash == builds.digest(builds.record(build.spec, {"localhost/redis:7": OTHER_ID}))
 
 
 def test_only_and_target_both_apply(tmp_path):
@@ -427,3 +441,26 @@ def test_a_malformed_parts_label_reads_as_no_parts(tmp_path):
     images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
     (action,) = plan(state, observe(images), NETWORK).actions
     assert (action.reason, action.detail) == ("inputs-changed", "inputs hash differs (no per-part record on the image)")
+
+
+def test_only_build_hashes_a_context_file_as_it_is_on_disk_when_its_write_is_left_out(tmp_path, monkeypatch):
+    import hashlib
+
+    from reconciler import pipeline
+
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root = _stack(
+        tmp_path / "s",
+        {"web": "FROM nginx:1\nCOPY site.conf /site.conf\n"},
+        '[[files]]\nsrc = "site.conf"\ndest = "src/web/site.conf"\n',
+    )
+    (root / "site.conf").write_text("new\n")
+    (root / "src/web/site.conf").write_text("old\n")
+
+    def recorded(only=None) -> str:
+        [spec] = pipeline.prepare(str(root), network="external", only=only).desired.builds
+        return spec.files["site.conf"]
+
+    assert hashlib.sha256(b"new\n").hexdigest() in recorded()  # as the write will leave it
+    assert hashlib.sha256(b"old\n").hexdigest() in recorded(["build"])  # the write will not run
+    assert hashlib.sha256(b"new\n").hexdigest() in recorded(["write", "build"])
