@@ -66,8 +66,10 @@ OnlyOpt = Annotated[
     list[Kind] | None,
     typer.Option(
         "--only",
-        help="Only actions of this kind (repeatable); one whose dependency is left out runs against what is "
-        "there now. `--only pull --only tag` is build.sh build-all steps 1-2. The plan is partial.",
+        metavar="KIND",
+        help="Only actions of this kind: pull, tag, write or build (repeatable); one whose dependency is left "
+        "out runs against what is there now. `--only pull --only tag` is build.sh build-all steps 1-2. "
+        "The plan is partial.",
     ),
 ]
 ReplaceOpt = Annotated[
