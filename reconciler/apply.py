@@ -290,7 +290,12 @@ def _tag(engine: Engine, action: TagAction, target: str | None, report: Reporter
     except EngineError as exc:
         return Outcome(action, "failed", f"tag {action.image} failed", error=str(exc))
     verb = "moved" if action.before else "created"
-    return Outcome(action, "succeeded", f"{verb} {action.source} → {action.image} ({short_id(target)})", after=target)
+    if action.base is not None and action.base not in (action.source, action.image):
+        # Another copy of the image: name both, so the user sees which copy the alias now shares.
+        text = f"{verb} {action.base} → {action.image} (from {action.source}, {short_id(target)})"
+    else:
+        text = f"{verb} {action.source} → {action.image} ({short_id(target)})"
+    return Outcome(action, "succeeded", text, after=target)
 
 
 def _write(action: WriteAction, report: Reporter) -> Outcome:

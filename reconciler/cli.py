@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +50,29 @@ TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag of the service im
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--target", help="Only this service's build and what it depends on (repeatable); the plan is partial."
+        "--target",
+        help="Only this and what it depends on (repeatable): a service (its build), a base image (its pull and "
+        "alias tags) or an action address as plan prints it, like tag[localhost/redis:7-alpine]. "
+        "The plan is partial.",
+    ),
+]
+
+
+class Kind(StrEnum):
+    pull = "pull"
+    tag = "tag"
+    write = "write"
+    build = "build"
+
+
+OnlyOpt = Annotated[
+    list[Kind] | None,
+    typer.Option(
+        "--only",
+        metavar="KIND",
+        help="Only actions of this kind: pull, tag, write or build (repeatable); one whose dependency is left "
+        "out runs against what is there now. `--only pull --only tag` is build.sh build-all steps 1-2. "
+        "The plan is partial.",
     ),
 ]
 ReplaceOpt = Annotated[
@@ -60,7 +83,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service w
 
 
 def _prepare(
-    stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False
+    stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False, only=None
 ) -> pipeline.Run:
     return pipeline.prepare(
         stack,
@@ -72,7 +95,12 @@ def _prepare(
         targets=target,
         replace=replace,
         force=force,
+        only=_kinds(only),
     )
+
+
+def _kinds(only: list[Kind] | None) -> list[str] | None:
+    return [kind.value for kind in only] if only else None
 
 
 RefreshOpt = Annotated[
@@ -96,6 +124,7 @@ def plan(
     verbose: VerboseOpt = False,
     tag: TagOpt = None,
     target: TargetOpt = None,
+    only: OnlyOpt = None,
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
@@ -121,6 +150,7 @@ def plan(
         host=host,
         tag=tag,
         targets=target,
+        only=_kinds(only),
         replace=replace,
         force=force,
         refresh_remote=refresh_remote,
@@ -188,6 +218,7 @@ def apply(
     verbose: VerboseOpt = False,
     tag: TagOpt = None,
     target: TargetOpt = None,
+    only: OnlyOpt = None,
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
@@ -207,6 +238,7 @@ def apply(
                     ("--registry", registry),
                     ("--tag", tag),
                     ("--target", target),
+                    ("--only", only),
                     ("--replace", replace),
                     ("--force", force),
                     ("--refresh-remote", refresh_remote),
@@ -220,7 +252,7 @@ def apply(
                     hint="a saved plan carries its own options; make a new one with reconcile plan --out",
                 )
             return _apply_saved(plan_file, stack, json_, stream, verbose, parallelism, lock_timeout)
-        run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force)
+        run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force, only=only)
         run.refresh_remote = refresh_remote
         with _locked(run, "reconcile apply", lock_timeout):
             the_plan = pipeline.plan(run)
@@ -367,16 +399,18 @@ def tag_localhost(
     json_: JsonOpt = False,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
-    """Create or fix the alias tags alone, at once, for images already present (the old standalone command)."""
+    """Create or fix the alias tags alone, at once, from any local copy of each image (the old standalone command).
+
+    The copy is the first present of: the internal registry's name, the full name, the name without its
+    registry host, an alias. Nothing is pulled; an image with no local copy fails."""
     from . import output
 
     run = _prepare(stack, network, registry, host, images)
     with _locked(run, "reconcile tag-localhost", lock_timeout):
-        the_plan = pipeline.aliases_only(pipeline.plan(run))
+        the_plan = pipeline.aliases_only(run)
         if not json_:
             output.render_plan(the_plan)
-        result = pipeline.apply(run, the_plan, reporter=output.ProgressReporter())
-    result.remaining = [a for a in result.remaining if a.kind == "tag"]
+        result = pipeline.apply(run, the_plan, reporter=output.ProgressReporter(), verify=pipeline.aliases_only)
     if json_:
         output.emit_json(output.apply_json(the_plan, result))
     elif not the_plan.empty:

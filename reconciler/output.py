@@ -58,8 +58,14 @@ def action_line(action: Action) -> str:
     return action.address
 
 
+def scope_text(plan: Plan) -> str:
+    """``--target a, b --only pull``: the options that made the plan partial."""
+    parts = [f"--target {', '.join(plan.targets)}"] if plan.targets else []
+    return " ".join(parts + ([f"--only {', '.join(plan.only)}"] if plan.only else []))
+
+
 def summary_line(plan: Plan) -> str:
-    scope = f" for --target {', '.join(plan.targets)}" if plan.targets else ""
+    scope = f" for {scope_text(plan)}" if plan.partial else ""
     if plan.empty:
         return f"No changes{scope}. Images and files are up to date."
     counts = plan.summary()
@@ -91,10 +97,10 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
             if isinstance(action, WriteAction) and action.diff:
                 for line in _diff_lines(action.diff, out):
                     emit(line, out)
-    if plan.targets:
+    if plan.partial:
         emit(
             _style(
-                f"\nNote: this plan is partial (--target {', '.join(plan.targets)}): other changes may be pending.",
+                f"\nNote: this plan is partial ({scope_text(plan)}): other changes may be pending.",
                 "yellow",
                 out,
             ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from .actual import ObservedFiles, ObservedImages, observe, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide
-from .plan import Plan, TagAction, heredoc_warnings, narrow
+from .plan import Plan, heredoc_warnings, narrow, plan_aliases, scope
 from .plan import plan as diff
 from .refs import ImageRef, InvalidReference, parse
 from .tree import StackTree
@@ -42,10 +43,11 @@ class Run:
     network: NetworkDecision
     desired: DesiredState
     host: str | None = None
-    targets: list[str] = field(default_factory=list)  # --target services: a partial plan
+    targets: list[str] = field(default_factory=list)  # --target services, images, addresses: a partial plan
     replace: frozenset[str] = frozenset()  # --replace services
     force: bool = False  # --force: rebuild every service
     refresh_remote: bool = False  # --refresh-remote: ask registries for upstream drift
+    only: list[str] = field(default_factory=list)  # --only kinds: a partial plan
     _engine: Engine | None = None
 
     @property
@@ -69,37 +71,34 @@ def prepare(
     replace: list[str] | None = None,
     force: bool = False,
     refresh_remote: bool = False,
+    only: list[str] | None = None,
 ) -> Run:
     """Load the stack and compute the desired state.  ``images`` replaces the
     stack's base images by the given references and leaves out builds and
-    files (``tag-localhost IMAGE...``)."""
-    if images:
-        loaded = stack_mod.read(stack, tag=tag)
-        decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
-        bases = []
-        for text in images:
-            try:
-                bases.append(BaseImage(parse(text), ()))
-            except InvalidReference as exc:
-                raise InputError(
-                    str(exc), where="command line", hint="give image references like redis:7-alpine"
-                ) from None
-        state = desired_mod.desired_state(bases, decision, loaded.config.network.harbor_paths)
-        return Run(loaded, bases, decision, state, host)
+    files (``tag-localhost IMAGE...``); one the stack does not use is taken as
+    given, with a warning.  ``targets`` and ``only`` are checked here, before
+    the daemon is read: see :func:`reconciler.plan.scope`."""
     found = discover(stack, network=network, registry=registry, tag=tag)
+    harbor_paths = found.stack.config.network.harbor_paths
+    state = desired_mod.desired_state(found.bases, found.network, harbor_paths)
+    if images:
+        return _images_run(found, state, images, host)
     names = {s.name for s in found.stack.services}
-    for option, given in (("--target", targets or []), ("--replace", replace or [])):
-        unknown = sorted(set(given) - names)
-        if unknown:
-            raise InputError(
-                f"{option} {', '.join(unknown)}: no such service",
-                where="command line",
-                hint=f"services are: {', '.join(sorted(names)) or '(none)'}",
-            )
-    state = desired_mod.desired_state(found.bases, found.network, found.stack.config.network.harbor_paths)
+    merged = {other: s.name for s in found.stack.services for other in s.also}  # compose services of one build
+    replace = [merged.get(name, name) for name in replace or []]
+    unknown = sorted(set(replace) - names)
+    if unknown:
+        raise InputError(
+            f"--replace {', '.join(unknown)}: no such service",
+            where="command line",
+            hint=f"services are: {', '.join(sorted(names | set(merged))) or '(none)'}",
+        )
     state.files = found.files
-    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in found.files}
+    # --only without write: the builds read the files as they are now, not as the writes would leave them.
+    writes = found.files if not only or "write" in only else []
+    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
     state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
+    scope(state, targets or [], only or [])  # a target that names nothing fails now, not after the read
     return Run(
         found.stack,
         found.bases,
@@ -110,7 +109,27 @@ def prepare(
         frozenset(replace or []),
         force,
         refresh_remote,
+        list(dict.fromkeys(only or [])),
     )
+
+
+def _images_run(found: Discovered, stack_state: DesiredState, images: list[str], host: str | None) -> Run:
+    """``tag-localhost IMAGE...``: those images alone, each as the stack uses it if it does."""
+    used = {b.ref: b for b in found.bases}
+    named = {p.ref for p in stack_state.presence} | {a.alias for a in stack_state.aliases}
+    bases: list[BaseImage] = []
+    notes: list[str] = []
+    for text in images:
+        try:
+            ref = parse(text)
+        except InvalidReference as exc:
+            raise InputError(str(exc), where="command line", hint="give image references like redis:7-alpine") from None
+        bases.append(used.get(ref) or BaseImage(ref, ()))
+        if ref not in used and ref not in named:
+            notes.append(f"{ref} is not used by the stack: tagged as given")
+    state = desired_mod.desired_state(bases, found.network, found.stack.config.network.harbor_paths)
+    state.warnings += notes
+    return Run(found.stack, bases, found.network, state, host)
 
 
 @dataclass
@@ -211,9 +230,10 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
         force=run.force,
         previous=builds_mod.RecordStore().get,
         remote=seen.remote,
+        only=run.only,
     )
     the_plan.warnings += seen.warnings + heredoc_warnings(run.desired.builds, seen.api_version, run.stack.rel)
-    return narrow(the_plan, run.targets) if run.targets else the_plan
+    return narrow(the_plan, scope(run.desired, run.targets, run.only))
 
 
 def apply(
@@ -223,8 +243,10 @@ def apply(
     parallelism: int = 4,
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
+    verify: Callable[[Run], Plan] | None = None,
 ) -> ApplyResult:
-    """Perform ``the_plan``, then read the daemon again: what it still plans is ``remaining``.
+    """Perform ``the_plan``, then read the daemon again: what ``verify`` (the plan of the same
+    scope, unless given) still wants is ``remaining``.
 
     ``stop``: set by the first interrupt; apply then starts nothing new and no verify runs.
     A verifying read that fails (the daemon went away) is kept as ``verify_error``, so the
@@ -238,18 +260,14 @@ def apply(
         return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
     try:
-        remaining = plan(replace(run, replace=frozenset(), force=False)).actions
+        remaining = (verify or plan)(replace(run, replace=frozenset(), force=False)).actions
     except EngineError as exc:
         return ApplyResult(outcomes=outcomes, verify_error=str(exc))
     return ApplyResult(outcomes=outcomes, remaining=remaining)
 
 
-def aliases_only(the_plan: Plan) -> Plan:
-    """``tag-localhost``: the tags of a plan whose sources are already present."""
-    # A tag that waited for a pull has no target now: apply reports it failed, with a hint.
-    return Plan(
-        network=the_plan.network,
-        actions=[replace(a, depends_on=[]) for a in the_plan.actions if isinstance(a, TagAction)],
-        unchanged=the_plan.unchanged,
-        warnings=the_plan.warnings,
-    )
+def aliases_only(run: Run, observation: Observation | None = None) -> Plan:
+    """``tag-localhost``: the alias tags alone, each from any local copy of its image
+    (:func:`reconciler.plan.plan_aliases`); nothing is pulled.  It verifies its own apply."""
+    seen = observation or Observation(observe(run.engine.list_images()), {})
+    return plan_aliases(run.desired, seen.images, run.network, run.stack.config.network.harbor_paths)

@@ -8,8 +8,9 @@ too, with why, for ``plan -v``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,10 +18,11 @@ from . import builds as b
 from .actual import ObservedFiles, ObservedImages
 from .builds import BuildSpec
 from .context import dockerfile_in_context
-from .desired import DesiredState
+from .desired import BaseImage, DesiredState, desired_state
+from .errors import InputError
 from .files import FileSpec, unified_diff
 from .network import NetworkDecision
-from .refs import ImageRef
+from .refs import DEFAULT_DOMAIN, ImageRef, InvalidReference, parse
 
 
 def short_id(image_id: str | None) -> str:
@@ -68,6 +70,7 @@ class TagAction(Action):
     image: ImageRef = None  # type: ignore[assignment]  # the alias
     source: ImageRef = None  # type: ignore[assignment]
     after: str | None = None  # None: known after the source's pull
+    base: ImageRef | None = None  # the base image the alias is for, named when the source is another copy of it
 
     @property
     def symbol(self) -> str:  # type: ignore[override]
@@ -120,10 +123,15 @@ class Plan:
     unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # --target: the plan is partial
+    only: list[str] = field(default_factory=list)  # --only kinds: the plan is partial
 
     @property
     def empty(self) -> bool:
         return not self.actions
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.targets or self.only)
 
     def summary(self) -> dict[str, int]:
         counts = {"pull": 0, "tag": 0, "write": 0, "build": 0}
@@ -141,8 +149,9 @@ class Plan:
             },
             "actions": [a.to_json() for a in self.actions],
             "warnings": self.warnings,
-            "partial": bool(self.targets),
+            "partial": self.partial,
             "targets": self.targets,
+            "only": self.only,
             "summary": self.summary(),
         }
 
@@ -173,11 +182,14 @@ def plan(
     force: bool = False,
     previous: Callable[[str], dict | None] = lambda inputs_hash: None,
     remote: dict[ImageRef, str] | None = None,
+    only: Collection[str] = (),
 ) -> Plan:
     """``replace`` / ``force`` rebuild those services (all) whatever their hash;
     ``previous`` finds an old inputs record by hash, to name changed files;
     ``remote`` holds the registry's current digest of base images (``--refresh-remote``):
-    a local copy that is not that digest is pulled again."""
+    a local copy that is not that digest is pulled again.  ``only``: the kinds of action
+    that will run (``--only``); a build reads the bases as they are now where the pulls or
+    tags that would change them will not run (:func:`narrow` then leaves those out)."""
     remote = remote or {}
     result = Plan(network=network, warnings=list(desired.warnings))
     pulled: set[ImageRef] = set()
@@ -226,6 +238,7 @@ def plan(
                     depends_on=[pull_address(alias.source)],
                     image=alias.alias,
                     source=alias.source,
+                    base=alias.base,
                 )
             )
             continue
@@ -242,10 +255,11 @@ def plan(
                 image=alias.alias,
                 source=alias.source,
                 after=want,
+                base=alias.base,
             )
         )
     _plan_writes(desired.files, files or {}, result)
-    _plan_builds(desired, observed, result, replace, force, previous)
+    _plan_builds(desired, observed, result, replace, force, previous, set(only or KINDS))
     return result
 
 
@@ -286,15 +300,17 @@ def _resolve_bases(
     return resolved
 
 
-def _plan_builds(desired, observed, result, replace, force, previous) -> None:
+def _plan_builds(desired, observed, result, replace, force, previous, runs: set[str]) -> None:
     by_address = {a.address for a in result.actions}
-    pulled = {a.image for a in result.actions if isinstance(a, PullAction)}
+    # What each base will be when the build runs: a pull decides it, an alias reads its source once
+    # tagged.  Pulls or tags that will not run (--only) leave the bases as they are now, and the
+    # build's record must say what it really read.
+    pulled = {a.image for a in result.actions if isinstance(a, PullAction)} if "pull" in runs else set()
     source_of = {a.alias: a.source for a in desired.aliases}
+    reads = source_of if "tag" in runs else {}
     hashes: dict[str, str | None] = {}  # service -> inputs hash (None: known after the pulls)
     for spec in desired.builds:
-        resolved = _resolve_bases(
-            spec, source_of, lambda ref: None if ref in pulled else observed.image_id(ref), hashes
-        )
+        resolved = _resolve_bases(spec, reads, lambda ref: None if ref in pulled else observed.image_id(ref), hashes)
         inputs = b.record(spec, resolved)
         inputs_hash = b.digest(inputs) if None not in resolved.values() else None
         hashes[spec.service] = inputs_hash
@@ -344,7 +360,7 @@ def _plan_builds(desired, observed, result, replace, force, previous) -> None:
                 spec=spec,
                 inputs_hash=inputs_hash,
                 nocache=forced,
-                lookups={ref.familiar: source_of.get(ref, ref) for ref in spec.bases},
+                lookups={ref.familiar: reads.get(ref, ref) for ref in spec.bases},
             )
         )
         by_address.add(build_address(spec.service))
@@ -398,21 +414,217 @@ def heredoc_warnings(builds: list[BuildSpec], api_version: str | None, rel: Call
     ]
 
 
-def narrow(the_plan: Plan, services: list[str]) -> Plan:
-    """terraform's ``-target``: the builds of ``services`` and what they depend on, nothing else."""
+KINDS = ("pull", "tag", "write", "build")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """``--target`` and ``--only``: the part of a plan to keep."""
+
+    targets: tuple[str, ...] = ()  # as given
+    addresses: frozenset[str] = frozenset()  # the actions the targets name
+    only: tuple[str, ...] = ()  # action kinds to keep; none: every kind
+
+    def __bool__(self) -> bool:
+        return bool(self.targets or self.only)
+
+
+_ADDRESS = re.compile(r"(pull|tag)\[(.+)\]")
+
+
+def scope(desired: DesiredState, targets: Sequence[str] = (), only: Sequence[str] = ()) -> Scope:
+    """What ``--target`` and ``--only`` name in ``desired``, whatever the daemon holds, so a
+    target with nothing to do now is valid.  A target is a service (its build), an image
+    (every pull and tag of it: a base image's pull and aliases, an alias, the name it is
+    pulled as; a service's image: its build) or an action address as ``plan`` prints it."""
+    unknown_kinds = [k for k in only if k not in KINDS]
+    if unknown_kinds:
+        raise InputError(
+            f"--only {', '.join(map(repr, unknown_kinds))}: no such kind of action",
+            where="command line",
+            hint=f"kinds are: {', '.join(KINDS)}",
+        )
+    by_name, by_image = _targetable(desired)
+    addresses: set[str] = set()
+    unknown = []
+    for text in targets:
+        found = by_name.get(_normalized_address(text)) or by_image.get(_image(text))
+        if found:
+            addresses |= found
+        else:
+            unknown.append(text)
+    if unknown:
+        services = [s.service for s in desired.builds]
+        bases = list(dict.fromkeys(str(b) for p in desired.presence for b in p.serves))
+        raise InputError(
+            f"--target {', '.join(_shown(t) for t in unknown)}: no service, image or action of this stack",
+            where="command line",
+            hint=f"services: {_few(services)}; images: {_few(bases)}; or an action as plan prints it "
+            f"({_few([address for address in by_name if '[' in address], 3)})",
+        )
+    return Scope(tuple(targets), frozenset(addresses), tuple(dict.fromkeys(only)))
+
+
+def _targetable(desired: DesiredState) -> tuple[dict[str, set[str]], dict[ImageRef, set[str]]]:
+    """Service names and addresses -> the actions they name; images -> every action on them."""
+    by_name: dict[str, set[str]] = {}
+    by_image: dict[ImageRef, set[str]] = {}
+    for need in desired.presence:
+        for ref in (need.ref, *need.serves):
+            by_image.setdefault(ref, set()).add(pull_address(need.ref))
+        by_name[pull_address(need.ref)] = {pull_address(need.ref)}
+    for alias in desired.aliases:
+        for ref in (alias.alias, alias.source, alias.base):
+            by_image.setdefault(ref, set()).add(tag_address(alias.alias))
+        by_name[tag_address(alias.alias)] = {tag_address(alias.alias)}
+    for spec in desired.files:
+        by_name[write_address(spec)] = {write_address(spec)}
+    for spec in desired.builds:
+        by_name[spec.service] = by_name[build_address(spec.service)] = {build_address(spec.service)}
+        for other in spec.also:  # a compose service that runs the same build
+            by_name[other] = by_name[build_address(other)] = {build_address(spec.service)}
+        by_image.setdefault(spec.image, set()).add(build_address(spec.service))
+    return by_name, by_image
+
+
+def _normalized_address(text: str) -> str:
+    """``pull[docker.io/library/redis:7]`` is ``pull[redis:7]``: the name in brackets is normalized."""
+    match = _ADDRESS.fullmatch(text)
+    ref = _image(match.group(2)) if match else None
+    return f"{match.group(1)}[{ref.familiar}]" if match and ref else text
+
+
+def _image(text: str) -> ImageRef | None:
+    try:
+        return parse(text)
+    except InvalidReference:
+        return None
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+
+
+def _few(names: list[str], limit: int = 8) -> str:
+    if not names:
+        return "(none)"
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def narrow(the_plan: Plan, wanted: Scope) -> Plan:
+    """terraform's ``-target`` (the actions the targets name and what they depend on), then
+    ``--only`` (those kinds of action).  An action kept whose dependency ``--only`` leaves
+    out runs against what is there now, as build.sh's steps did: the plan warns, and the
+    dependency is dropped so apply does not wait for it."""
+    if not wanted:
+        return the_plan
     actions = {a.address: a for a in the_plan.actions}
     keep: set[str] = set()
-    todo = [build_address(s) for s in services]
+    todo = list(wanted.addresses) if wanted.targets else list(actions)
     while todo:
         address = todo.pop()
         if address in keep or address not in actions:
             continue
         keep.add(address)
         todo += actions[address].depends_on
+    if wanted.only:
+        keep = {address for address in keep if actions[address].kind in wanted.only}
+    kept: list[Action] = []
+    warnings = list(the_plan.warnings)
+    for action in the_plan.actions:
+        if action.address not in keep:
+            continue
+        left_out = [d for d in action.depends_on if d in actions and d not in keep]
+        if left_out:
+            action, warning = _without(action, left_out, actions, wanted.only)
+            warnings.append(warning)
+        kept.append(action)
     return Plan(
         network=the_plan.network,
-        actions=[a for a in the_plan.actions if a.address in keep],
+        actions=kept,
         unchanged=the_plan.unchanged,
-        warnings=the_plan.warnings,
-        targets=list(services),
+        warnings=warnings,
+        targets=list(wanted.targets),
+        only=list(wanted.only),
     )
+
+
+def _without(
+    action: Action, left_out: list[str], actions: dict[str, Action], only: Sequence[str]
+) -> tuple[Action, str]:
+    """``action`` without the dependencies ``--only`` leaves out, and the warning that says so."""
+    head = f"{action.address} depends on {', '.join(left_out)}, left out by --only {', '.join(only)}"
+    rest = [d for d in action.depends_on if d not in left_out]
+    if isinstance(action, TagAction):
+        # Without its pull the tag copies the source as it is now (None: there is none).
+        now = next((actions[d].before for d in left_out if isinstance(actions[d], PullAction)), action.after)
+        if now is None:
+            return replace(action, depends_on=rest), f"{head}: {action.source} is not present, so the tag will fail"
+        return (
+            replace(action, depends_on=rest, after=now),
+            f"{head}: it points {action.image} at the {action.source} there now ({short_id(now)})",
+        )
+    return replace(action, depends_on=rest), f"{head}: it runs against what is there now"
+
+
+def local_copies(upstream: ImageRef, network: NetworkDecision, harbor_paths: Mapping[str, str]) -> list[ImageRef]:
+    """Where a copy of ``upstream`` may be on the daemon, in the order build.sh's
+    tag-localhost looked: the internal registry's name, the full name, the name without
+    its registry host (``argoproj/argocd:v2`` for ``quay.io/argoproj/argocd:v2``)."""
+    copies = [upstream]
+    if not upstream.is_under(network.registry):
+        try:  # the name an internal network pulls, by the same rules (harbor_paths included)
+            internal = network.model_copy(update={"mode": "internal"})
+            copies.insert(0, desired_state([BaseImage(upstream, ())], internal, harbor_paths).presence[0].ref)
+        except InputError:
+            pass  # no valid name in the internal registry: there is no such copy
+    short = _image(upstream.hub_path + upstream.canonical[len(upstream.name) :])
+    if short is not None and short.domain == DEFAULT_DOMAIN:
+        copies.append(short)
+    return list(dict.fromkeys(copies))
+
+
+def plan_aliases(
+    desired: DesiredState,
+    observed: ObservedImages,
+    network: NetworkDecision,
+    harbor_paths: Mapping[str, str] | None = None,
+) -> Plan:
+    """``tag-localhost``: each alias tag from the first local copy of its image
+    (:func:`local_copies`, then the image's aliases themselves), whatever the plan would
+    pull.  An alias that is itself the first copy is left alone; with no copy at all
+    the tag is planned without a target, and apply reports it failed."""
+    result = Plan(network=network, warnings=list(desired.warnings))
+    prefix = network.alias_prefix
+    upstream_of = {a.alias: a.base.relative_to(prefix) if a.base.is_under(prefix) else a.base for a in desired.aliases}
+    for alias in desired.aliases:
+        upstream = upstream_of[alias.alias]
+        siblings = [a.alias for a in desired.aliases if upstream_of[a.alias] == upstream]
+        copies = list(dict.fromkeys(local_copies(upstream, network, harbor_paths or {}) + siblings))
+        chosen = next((ref for ref in copies if observed.image_id(ref)), None)
+        current = observed.image_id(alias.alias)
+        if chosen == alias.alias:
+            result.unchanged.append(f"{alias.alias} is the first local copy of {upstream} ({short_id(current)})")
+            continue
+        want = observed.image_id(chosen) if chosen else None
+        if chosen and current == want:
+            result.unchanged.append(f"{alias.alias} points at {short_id(want)} like {chosen}")
+            continue
+        found = (
+            f"from {chosen}, the first local copy of {upstream}"
+            if chosen
+            else f"no local copy of {upstream}: looked for {', '.join(str(r) for r in copies)}"
+        )
+        result.actions.append(
+            TagAction(
+                address=tag_address(alias.alias),
+                reason="moved" if current else "missing",
+                detail=(f"now {short_id(current)}, want {short_id(want)}" if current else "not present") + f"; {found}",
+                before=current,
+                image=alias.alias,
+                source=chosen or alias.source,
+                after=want,
+                base=upstream,
+            )
+        )
+    return result

@@ -148,6 +148,7 @@ class SavedOptions(_Closed):
     host: str | None = None
     tag: str | None = None
     targets: list[str] | None = None
+    only: list[str] | None = None
     replace: list[str] | None = None
     force: bool = False
     refresh_remote: bool = False

@@ -16,8 +16,10 @@ from reconciler.actual import observe
 from reconciler.context import HashCache, context_record, pack
 from reconciler.desired import analyze_services, base_images, desired_state
 from reconciler.errors import InputError
+from reconciler.files import FileSpec
 from reconciler.network import NetworkDecision
-from reconciler.plan import narrow, plan
+from reconciler.plan import narrow, plan, scope
+from reconciler.refs import parse
 from reconciler.stack import load
 
 NETWORK = NetworkDecision(
@@ -148,12 +150,90 @@ def test_replace_and_force_rebuild_without_cache(tmp_path):
     assert [(a.address, a.reason) for a in forced.actions] == [("build[a]", "force"), ("build[b]", "force")]
 
 
+def _narrowed(state, images=(), targets=(), only=()):
+    return narrow(plan(state, observe(list(images)), NETWORK, only=only), scope(state, targets, only))
+
+
 def test_narrow_keeps_a_target_and_what_it_depends_on(tmp_path):
     root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM nginx:1\n"})
-    result = narrow(plan(_desired(root, tmp_path), observe([]), NETWORK), ["a"])
+    result = _narrowed(_desired(root, tmp_path), targets=["a"])
     # Not even redis's alias: the build of a uses redis:7 itself.
     assert [a.address for a in result.actions] == ["pull[redis:7]", "build[a]"]
     assert result.targets == ["a"] and result.to_json()["partial"] is True
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        # b builds FROM a's image; a's context gets a file
+        ("build[b]", ["pull[redis:7]", "write[src/a/conf.txt]", "build[a]", "build[b]"]),
+        ("t-b:v1", ["pull[redis:7]", "write[src/a/conf.txt]", "build[a]", "build[b]"]),  # a service's image
+        ("redis:7", ["pull[redis:7]", "tag[localhost/redis:7]"]),  # a base image: its pull and aliases, no build
+        ("write[src/a/conf.txt]", ["write[src/a/conf.txt]"]),
+    ],
+)
+def test_narrow_to_each_kind_of_target(tmp_path, target, expected):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM t-a:v1\n", "c": "FROM nginx:1\n"})
+    state = _desired(root, tmp_path)
+    state.files = [_file(root, "src/a/conf.txt")]
+    assert [a.address for a in _narrowed(state, targets=[target]).actions] == expected
+
+
+def test_a_build_depends_on_the_writes_into_its_context_when_targeted(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n"})
+    state = _desired(root, tmp_path)
+    state.files = [_file(root, "src/a/conf.txt")]
+    result = _narrowed(state, [_image(["redis:7", "localhost/redis:7"], BASE_ID)], targets=["a"])
+    assert [a.address for a in result.actions] == ["write[src/a/conf.txt]", "build[a]"]
+
+
+def test_only_build_runs_against_what_is_there_and_says_so(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "b": "FROM t-a:v1\n"})
+    state = _desired(root, tmp_path)
+    state.files = [_file(root, "src/a/conf.txt")]
+    result = _narrowed(state, only=["build"])
+    assert [(a.address, a.depends_on) for a in result.actions] == [("build[a]", []), ("build[b]", ["build[a]"])]
+    assert result.warnings == [
+        "build[a] depends on pull[redis:7], write[src/a/conf.txt], left out by --only build: "
+        "it runs against what is there now"
+    ]
+    assert result.only == ["build"] and result.targets == [] and result.partial
+
+
+def test_only_build_reads_an_alias_as_it_is_when_its_tag_is_left_out(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM localhost/redis:7\n"})
+    state = _desired(root, tmp_path)
+    images = [_image(["redis:7"], BASE_ID), _image(["localhost/redis:7"], OTHER_ID)]
+    full = _narrowed(state, images)
+    assert [a.address for a in full.actions] == ["tag[localhost/redis:7]", "build[a]"]
+    assert full.actions[1].lookups == {"localhost/redis:7": parse("redis:7")}  # the alias once moved
+    [build] = _narrowed(state, images, only=["build"]).actions
+    # The tag will not run: the build reads, and records, the alias as it is now.
+    assert build.lookups == {"localhost/redis:7": parse("localhost/redis:7")}
+    assert build.inputs_hash == builds.digest(builds.record(build.spec, {"localhost/redis:7": OTHER_ID}))
+
+
+def test_only_and_target_both_apply(tmp_path):
+    root = _stack(tmp_path / "s", {"a": "FROM redis:7\n", "c": "FROM nginx:1\n"})
+    result = _narrowed(_desired(root, tmp_path), targets=["a"], only=["pull", "tag"])
+    assert [a.address for a in result.actions] == ["pull[redis:7]"]
+    assert result.warnings == []
+
+
+def test_an_unknown_target_lists_what_is_targetable_in_one_line(tmp_path):
+    root = _stack(tmp_path / "s", {n: "FROM redis:7\n" for n in "abcdefghijk"})
+    state = _desired(root, tmp_path)
+    with pytest.raises(InputError) as refused:
+        scope(state, ["z"])
+    assert str(refused.value) == (
+        "command line: --target 'z': no service, image or action of this stack; "
+        "services: a, b, c, d, e, f, g, h and 3 more; images: redis:7; "
+        "or an action as plan prints it (pull[redis:7], tag[localhost/redis:7], build[a] and 10 more)"
+    )
+
+
+def _file(root: Path, rel: str) -> FileSpec:
+    return FileSpec("file", root / "conf.txt", root / rel, rel, b"x\n", 0o644, "files[0]", root)
 
 
 def test_services_building_from_each_other_in_a_cycle_are_refused(tmp_path):
@@ -361,3 +441,26 @@ def test_a_malformed_parts_label_reads_as_no_parts(tmp_path):
     images = [_image(["redis:7", "localhost/redis:7"], BASE_ID), _image(["t-api:v1"], OTHER_ID, labels)]
     (action,) = plan(state, observe(images), NETWORK).actions
     assert (action.reason, action.detail) == ("inputs-changed", "inputs hash differs (no per-part record on the image)")
+
+
+def test_only_build_hashes_a_context_file_as_it_is_on_disk_when_its_write_is_left_out(tmp_path, monkeypatch):
+    import hashlib
+
+    from reconciler import pipeline
+
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path / "cache"))
+    root = _stack(
+        tmp_path / "s",
+        {"web": "FROM nginx:1\nCOPY site.conf /site.conf\n"},
+        '[[files]]\nsrc = "site.conf"\ndest = "src/web/site.conf"\n',
+    )
+    (root / "site.conf").write_text("new\n")
+    (root / "src/web/site.conf").write_text("old\n")
+
+    def recorded(only=None) -> str:
+        [spec] = pipeline.prepare(str(root), network="external", only=only).desired.builds
+        return spec.files["site.conf"]
+
+    assert hashlib.sha256(b"new\n").hexdigest() in recorded()  # as the write will leave it
+    assert hashlib.sha256(b"old\n").hexdigest() in recorded(["build"])  # the write will not run
+    assert hashlib.sha256(b"new\n").hexdigest() in recorded(["write", "build"])

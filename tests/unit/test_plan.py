@@ -5,7 +5,14 @@ The main behaviour is data: one JSON file per case under tests/cases/plan/::
     {"mode": "internal" | "external", "registry": "harbor.test/aihpc",
      "bases": ["redis:7-alpine", ...],
      "images": [GET /images/json entries: Id, RepoTags, RepoDigests, Labels],
-     "expect": [{"kind", "address", "reason", "before", "depends_on"}, ...]}
+     "expect": [{"kind", "address", "reason", "before", "depends_on", optionally "source", "after"}, ...]}
+
+and optionally the command's scope and what else it must say::
+
+     "targets": [--target ...], "only": [--only ...],      # the plan narrowed to them
+     "tag_localhost": true, "harbor_paths": {...},         # tag-localhost's plan instead
+     "warnings": [...],                                    # exactly these warnings
+     "error": "text"                                       # the plan is refused with this in its message
 """
 
 import json
@@ -15,9 +22,10 @@ import pytest
 
 from reconciler.actual import observe
 from reconciler.desired import BaseImage, desired_state
+from reconciler.errors import InputError
 from reconciler.network import NetworkDecision
-from reconciler.plan import PullAction, TagAction, plan, short_id
-from reconciler.refs import parse
+from reconciler.plan import PullAction, TagAction, narrow, plan, plan_aliases, scope, short_id
+from reconciler.refs import ImageRef, parse
 
 CASES = Path(__file__).parent.parent / "cases" / "plan"
 KEYS = ("kind", "address", "reason", "before", "depends_on")
@@ -36,12 +44,35 @@ def _plan(mode: str, bases: list[str], images: list[dict], registry: str = "harb
     return plan(desired, observe(images), network)
 
 
+def _value(action, key: str):
+    value = getattr(action, key)
+    return str(value) if isinstance(value, ImageRef) else value
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in CASES.glob("*.json")))
 def test_plan_case(name):
     case = json.loads((CASES / f"{name}.json").read_text(encoding="utf-8"))
-    result = _plan(case["mode"], case["bases"], case["images"], case["registry"])
-    assert [{key: getattr(a, key) for key in KEYS} for a in result.actions] == case["expect"]
+    network = _network(case["mode"], case["registry"])
+    desired = desired_state([BaseImage(parse(b), ()) for b in case["bases"]], network, case.get("harbor_paths"))
+    observed = observe(case["images"])
+    if case.get("tag_localhost"):
+        result = plan_aliases(desired, observed, network, case.get("harbor_paths"))
+    elif "error" in case:
+        with pytest.raises(InputError) as refused:
+            scope(desired, case.get("targets", []), case.get("only", []))
+        assert case["error"] in str(refused.value)
+        assert "\n" not in str(refused.value)
+        return
+    else:
+        result = narrow(plan(desired, observed, network), scope(desired, case.get("targets", []), case.get("only", [])))
+    assert all(set(KEYS) <= set(expected) for expected in case["expect"])
+    assert len(result.actions) == len(case["expect"]), [a.address for a in result.actions]
+    got = [{key: _value(a, key) for key in e} for a, e in zip(result.actions, case["expect"], strict=True)]
+    assert got == case["expect"]
     assert result.empty == (case["expect"] == [])
+    assert result.partial == bool(case.get("targets") or case.get("only"))
+    if "warnings" in case:
+        assert result.warnings == case["warnings"]
 
 
 def test_plan_is_idempotent_after_tags_are_applied():
@@ -138,3 +169,53 @@ def test_plan_to_json_is_versioned_and_complete():
 @pytest.mark.parametrize(("image_id", "expected"), [(None, "none"), ("sha256:" + "a" * 64, "sha256:" + "a" * 12)])
 def test_short_id(image_id, expected):
     assert short_id(image_id) == expected
+
+
+def test_tag_localhost_without_a_copy_says_where_it_looked():
+    network = _network("internal")
+    desired = desired_state([BaseImage(parse("quay.io/argoproj/argocd:v2"), ())], network)
+    first, _ = plan_aliases(desired, observe([]), network).actions
+    assert first.detail == (
+        "not present; no local copy of quay.io/argoproj/argocd:v2: looked for harbor.test/aihpc/argoproj/argocd:v2, "
+        "quay.io/argoproj/argocd:v2, argoproj/argocd:v2, localhost/quay.io/argoproj/argocd:v2"
+    )
+
+
+def test_tag_localhost_names_the_copy_it_tags_from_and_the_image():
+    network = _network("internal")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    image = {"Id": "sha256:aaaa", "RepoTags": ["harbor.test/aihpc/redis:7"], "RepoDigests": [], "Labels": {}}
+    _, alias = plan_aliases(desired, observe([image]), network).actions
+    assert alias.detail == "not present; from harbor.test/aihpc/redis:7, the first local copy of redis:7"
+    assert (alias.base, alias.source) == (parse("redis:7"), parse("harbor.test/aihpc/redis:7"))
+
+
+def test_tag_localhost_leaves_an_alias_that_is_the_only_copy_alone():
+    network = _network("external")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    image = {"Id": "sha256:aaaa", "RepoTags": ["localhost/redis:7"], "RepoDigests": [], "Labels": {}}
+    result = plan_aliases(desired, observe([image]), network)
+    assert result.empty
+    assert result.unchanged == ["localhost/redis:7 is the first local copy of redis:7 (sha256:aaaa)"]
+
+
+def test_only_tag_points_a_tag_at_the_source_there_now_when_its_pull_is_left_out():
+    network = _network("external")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    image = {"Id": "sha256:old0", "RepoTags": ["redis:7"], "RepoDigests": [], "Labels": {}}
+    full = plan(desired, observe([image]), network, remote={parse("redis:7"): DIGEST})
+    assert [a.address for a in full.actions] == ["pull[redis:7]", "tag[localhost/redis:7]"]
+    [tag] = narrow(full, scope(desired, only=["tag"])).actions
+    assert (tag.after, tag.depends_on) == ("sha256:old0", [])
+    assert narrow(full, scope(desired, only=["tag"])).warnings == [
+        "tag[localhost/redis:7] depends on pull[redis:7], left out by --only tag: "
+        "it points localhost/redis:7 at the redis:7 there now (sha256:old0)"
+    ]
+
+
+def test_no_scope_leaves_the_plan_as_it_is():
+    network = _network("external")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    full = plan(desired, observe([]), network)
+    assert narrow(full, scope(desired)) is full and not full.partial
+    assert full.to_json()["only"] == [] and full.to_json()["partial"] is False

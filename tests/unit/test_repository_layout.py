@@ -454,3 +454,17 @@ def test_env_reads_only_the_network_section_of_a_fresh_checkout(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "external" in result.stdout
+
+
+def test_a_compose_service_merged_into_another_build_is_targetable_by_its_name(tmp_path):
+    build = "build: { context: ., dockerfile: w/Dockerfile }"
+    root = _write(
+        tmp_path,
+        {
+            "stack.toml": COMPOSE_STACK,
+            "compose.yml": f"services:\n  w-cpu:\n    image: w:1\n    {build}\n  w-gpu:\n    image: w:1\n    {build}\n",
+            "w/Dockerfile": "FROM busybox:1\n",
+        },
+    )
+    run = pipeline.prepare(str(root), network="external", targets=["w-gpu"], replace=["w-gpu"])
+    assert run.replace == frozenset({"w-cpu"})

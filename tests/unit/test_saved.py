@@ -159,3 +159,15 @@ def test_writing_a_plan_over_a_folder_fails_cleanly(tmp_path):
     with pytest.raises(InputError, match="cannot write the saved plan"):
         saved.write(folder, options={}, the_plan=Plan(network=network), print_={}, rendered="")
     assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []  # no temp file left
+
+
+def test_a_saved_plan_carries_only_and_targets_back_to_prepare(tmp_path):
+    import inspect
+
+    from reconciler import pipeline
+
+    path = tmp_path / "p.json"
+    options = {"stack": "/s/stack.toml", "targets": ["redis:7-alpine"], "only": ["pull", "tag"]}
+    path.write_text(json.dumps({**MINIMAL, "options": options}))
+    assert saved.read(path)["options"] == options
+    assert set(saved.SavedOptions.model_fields) <= set(inspect.signature(pipeline.prepare).parameters)
