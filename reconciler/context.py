@@ -16,6 +16,7 @@ import re
 import stat
 import tarfile
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ from .network import cache_dir
 
 if TYPE_CHECKING:
     from .dockerfiles import Source
+
+# docker-py compiles .dockerignore patterns with `re`, which warns about pattern forms it may
+# read differently one day ([[:alpha:]]); the match is docker's either way, and a warning on
+# stderr is noise the user cannot act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"docker\.utils\.fnmatch")
 
 # A file's entry in the inputs record: "<mode>:<sha256 hex>" (or "l:<target>" for a symlink).
 Entry = str

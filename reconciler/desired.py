@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .builds import BuildSpec
 from .compose import ComposeService
-from .dockerfiles import DockerfileInfo, ImageUse, analyze
+from .dockerfiles import BuildArgError, DockerfileInfo, ImageUse, UnknownTarget, analyze
 from .errors import InputError, where
 from .files import FileSpec
 from .network import NetworkDecision
@@ -43,8 +43,31 @@ def analyze_services(stack: Stack, tree: StackTree | None = None) -> dict[str, D
             text = tree.read_text(s.dockerfile)
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read Dockerfile: {exc}", where=shown, hint="check the file") from None
-        found[s.name] = analyze(text, s.build_args, s.target, path=s.dockerfile, shown_as=shown)
+        try:
+            found[s.name] = analyze(text, s.build_args, s.target, path=s.dockerfile, shown_as=shown)
+        except UnknownTarget as exc:  # the key that set the target is at fault, not the Dockerfile
+            raise InputError(f"{exc.what} ({shown})", where=_key(stack, s, "target"), hint=exc.hint) from None
+        except BuildArgError as exc:
+            value = s.build_args[exc.arg]
+            raise InputError(
+                f"build arg {exc.arg} = {value[:200]!r} makes {exc.what} ({exc.where})",
+                where=_key(stack, s, "build_args", exc.arg),
+                hint="fix the build arg's value (build arg values are not expanded)",
+            ) from None
     return found
+
+
+def _key(stack: Stack, service, field: str, arg: str | None = None) -> str:
+    """Where the stack sets a service's ``field`` (or one build arg): its own table, the
+    stack-wide build args, the env file, else where the service is defined (compose)."""
+    table = stack.config.services.get(service.name)
+    if table is not None and field in table.model_fields_set and (arg is None or arg in table.build_args):
+        return stack.where("services", service.name, field)
+    if arg is not None and arg in stack.config.stack.build_args:
+        return stack.where("stack", "build_args")
+    if arg is not None and arg in stack.env and stack.env_path is not None:
+        return stack.rel(stack.env_path)
+    return service.origin
 
 
 def service_uses(stack: Stack, tree: StackTree | None = None) -> dict[str, list[ImageUse]]:

@@ -60,6 +60,21 @@ class ImageUse:
     line: int
 
 
+class UnknownTarget(InputError):
+    """The service's target names no stage: the stack (or compose) key is at fault, not the Dockerfile."""
+
+
+class BuildArgError(InputError):
+    """A FROM word is invalid because of a build arg's value: the stack key setting it is at fault."""
+
+    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None, arg: str):
+        super().__init__(what, where=where, hint=hint)
+        self.arg = arg
+
+
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
 @dataclass(frozen=True)
 class Source:
     """A build-context path or glob one instruction reads, as BuildKit resolves it:
@@ -90,7 +105,7 @@ class _Stage:
     name: str | None
     line: int
     base: str  # the FROM word after substitution
-    parent: _Stage | None = None  # the earlier stage `base` names
+    raw: str = ""  # the FROM word as written    parent: _Stage | None = None  # the earlier stage `base` names
     # --from / mount from= words, with line and the earlier stage they name
     needs: list[tuple[str, int, _Stage | None]] = field(default_factory=list)
     args: dict[str, str] = field(default_factory=dict)
@@ -188,7 +203,7 @@ def analyze(
     elif target.lower() in names:
         wanted = names[target.lower()]
     else:
-        raise InputError(
+        raise UnknownTarget(
             f"build target {shown(target)} is not a stage of this Dockerfile",
             where=label,
             hint=f"use one of: {_listed(sorted(names)) or '(no named stages)'}",
@@ -214,7 +229,13 @@ def analyze(
                     hint="fix the --from value",
                 )
             elif word != "scratch":
-                uses.append(ImageUse(_ref(word, label, line), path, line))
+                try:
+                    uses.append(ImageUse(_ref(word, label, line), path, line))
+                except InputError as exc:
+                    given = [n for n in _VARIABLE.findall(stage.raw) if n in (build_args or {})]
+                    if word != stage.base or not given:
+                        raise
+                    raise BuildArgError(exc.what, where=exc.where, hint=exc.hint, arg=given[0]) from None
 
     built = [s for s in stages if s.index in seen]
     sources: list[Source] | None = None
@@ -514,7 +535,7 @@ def _from(cmd, index: int, reader: _Reader) -> _Stage:
             where=where(label, cmd.start_line),
             hint="set the ARG it uses",
         )
-    return _Stage(index=index, name=name, line=cmd.start_line, base=base)
+    return _Stage(index=index, name=name, line=cmd.start_line, base=base, raw=image)
 
 
 # --- which context files the sources name --------------------------------------------------

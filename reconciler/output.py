@@ -14,6 +14,7 @@ from typing import TextIO
 
 from .apply import ApplyResult, Outcome
 from .desired import BaseImage
+from .errors import printable
 from .network import NetworkDecision
 from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction, short_id
 
@@ -77,14 +78,14 @@ def _diff_lines(diff: str, stream: TextIO):
     colors = {"+": "green", "-": "red", "@": "cyan"}
     for line in diff.rstrip("\n").splitlines():
         color = None if line.startswith(("+++", "---")) else colors.get(line[:1])
-        yield _style(f"      {line}", color, stream)
+        yield _style(f"      {printable(line)}", color, stream)  # file content: no escape sequence reaches the terminal
 
 
 def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     emit(network_line(plan.network), out)
     for warning in plan.warnings:
-        emit(_style(f"Warning: {warning}", "yellow", sys.stderr), sys.stderr)
+        emit(_style(f"Warning: {printable(warning)}", "yellow", sys.stderr), sys.stderr)
     if verbose and plan.unchanged:
         emit("", out)
         for line in plan.unchanged:
@@ -92,8 +93,8 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
     if not plan.empty:
         emit("\nreconcile will perform the following actions:\n", out)
         for action in plan.actions:
-            emit(_style(f"  {action.symbol} {action_line(action)}", _COLORS.get(action.symbol), out), out)
-            emit(f"      {action.reason}: {action.detail}", out)
+            emit(_style(f"  {action.symbol} {printable(action_line(action))}", _COLORS.get(action.symbol), out), out)
+            emit(f"      {action.reason}: {printable(action.detail)}", out)
             if isinstance(action, WriteAction) and action.diff:
                 for line in _diff_lines(action.diff, out):
                     emit(line, out)
