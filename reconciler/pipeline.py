@@ -52,7 +52,7 @@ class Run:
         if self._engine is None:
             from .engine import Engine  # docker-py is imported only when a command needs the daemon
 
-            self._engine = Engine(self.host)
+            self._engine = Engine(self.host, stall_timeout=self.stack.config.network.stall_timeout)
         return self._engine
 
 
