@@ -107,6 +107,29 @@ class Engine:
                             on_event(event)
             return api.inspect_image(ref.familiar)["Id"]
 
+    def distribution_digest(self, ref: ImageRef) -> str:
+        """The manifest digest ``ref``'s registry serves now, asked through the daemon
+        (``GET /distribution/{name}/json``): its credentials, mirrors, proxy and CAs
+        apply, as to its pulls.  Raises :class:`NotFoundError` when the registry has
+        no such manifest, :class:`EngineError` when it cannot be asked."""
+        with self._errors("check", ref), _on_timeout(lambda: self._stalled(f"asking the registry of {ref}")):
+            api = self._client()
+            # inspect_distribution() takes no timeout; the client is this thread's own,
+            # so bounding this one call here bounds nothing else.
+            api.timeout, usual = self.stall_timeout, api.timeout
+            try:
+                answer = api.inspect_distribution(ref.familiar)
+            except docker.errors.APIError as exc:
+                message = exc.explanation or str(exc)
+                cls = NotFoundError if exc.status_code == 404 or _looks_not_found(message) else EngineError
+                raise cls(" ".join(str(message).split())) from None
+            finally:
+                api.timeout = usual
+        digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else None
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            raise EngineError(f"the daemon's answer for {ref} has no manifest digest")
+        return digest
+
     def tag(self, image_id: str, alias: ImageRef) -> None:
         """Point ``alias`` at ``image_id`` (moving it if it exists)."""
         with self._errors("tag", alias):
