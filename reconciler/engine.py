@@ -7,6 +7,7 @@ would inspect image by image.  docker's exceptions become ours here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 import docker
+import docker.auth
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
@@ -24,6 +26,9 @@ from .errors import BuildError, EngineError, NotFoundError
 from .refs import ImageRef
 
 BUILD_LOG_LINES = 15  # the output shown when a build fails
+# A RUN step may be quiet for long (a compile, a large download with -q), so builds
+# get their own, generous bound: two hours without one status or log line is a hang.
+BUILD_STALL_TIMEOUT = 2 * 3600
 
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull access denied", "name unknown")
 
@@ -31,9 +36,10 @@ _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull a
 class Engine:
     """A connection to one daemon; safe to use from several threads (one client each)."""
 
-    def __init__(self, host: str | None = None, timeout: int = 300):
+    def __init__(self, host: str | None = None, timeout: int = 300, stall_timeout: float = 60.0):
         self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._timeout = timeout
+        self.stall_timeout = stall_timeout  # longest wait for a registry-bound request's next byte
         self._local = threading.local()
         self._info: dict | None = None
         # version="auto" costs one GET /version; later clients reuse the answer.
@@ -71,17 +77,58 @@ class Engine:
             return self._client().images()
 
     def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
-        """Pull ``ref`` and return the local image ID it now resolves to."""
+        """Pull ``ref`` and return the local image ID it now resolves to.
+
+        docker-py's ``pull()`` streams with ``timeout=None``, so a registry that stops
+        sending leaves the read waiting forever, lock held.  This posts the same request
+        with ``stall_timeout`` as the socket's read timeout: each wait for the daemon's
+        next progress line is bounded, and a pull silent that long fails like a cut one.
+        """
         name = ref.familiar_name
         what = ref.digest or ref.tag or "latest"
         with self._errors("pull", ref):
-            stream: Iterator[dict] = self._client().pull(name, tag=what, stream=True, decode=True)
-            for event in stream:
-                if "error" in event:
-                    raise _pull_error(ref, event["error"])
-                if on_event:
-                    on_event(event)
-            return self._client().inspect_image(ref.familiar)["Id"]
+            api = self._client()
+            with _on_timeout(lambda: self._stalled(f"pulling {ref}")):
+                response = api._post(
+                    api._url("/images/create"),
+                    params={"fromImage": name, "tag": what},
+                    headers=_registry_auth(api, name),
+                    stream=True,
+                    timeout=self.stall_timeout,
+                )
+                # Closing a cut stream drops the connection: the daemon sees its client
+                # gone and cancels the pull, so nothing goes on waiting on either side.
+                with response:
+                    api._raise_for_status(response)
+                    for event in api._stream_helper(response, decode=True):
+                        if "error" in event:
+                            raise _pull_error(ref, event["error"])
+                        if on_event:
+                            on_event(event)
+            return api.inspect_image(ref.familiar)["Id"]
+
+    def distribution_digest(self, ref: ImageRef) -> str:
+        """The manifest digest ``ref``'s registry serves now, asked through the daemon
+        (``GET /distribution/{name}/json``): its credentials, mirrors, proxy and CAs
+        apply, as to its pulls.  Raises :class:`NotFoundError` when the registry has
+        no such manifest, :class:`EngineError` when it cannot be asked."""
+        with self._errors("check", ref), _on_timeout(lambda: self._stalled(f"asking the registry of {ref}")):
+            api = self._client()
+            # inspect_distribution() takes no timeout; the client is this thread's own,
+            # so bounding this one call here bounds nothing else.
+            api.timeout, usual = self.stall_timeout, api.timeout
+            try:
+                answer = api.inspect_distribution(ref.familiar)
+            except docker.errors.APIError as exc:
+                message = exc.explanation or str(exc)
+                cls = NotFoundError if exc.status_code == 404 or _looks_not_found(message) else EngineError
+                raise cls(" ".join(str(message).split())) from None
+            finally:
+                api.timeout = usual
+        digest = (answer.get("Descriptor") or {}).get("digest") if isinstance(answer, dict) else None
+        if not isinstance(digest, str) or not digest.startswith("sha256:"):
+            raise EngineError(f"the daemon's answer for {ref} has no manifest digest")
+        return digest
 
     def has_onbuild(self, ref: ImageRef) -> bool:
         """Whether the local image carries ONBUILD triggers (they read the child's context)."""
@@ -131,7 +178,8 @@ class Engine:
         tail: deque[str] = deque(maxlen=BUILD_LOG_LINES)
         announced: set[str] = set()
         image_id = None
-        with self._errors("build", tag):
+        silent = f"no build output for {BUILD_STALL_TIMEOUT:g} s: a step hangs"
+        with self._errors("build", tag), _on_timeout(lambda: BuildError(silent, list(tail))):
             api = self._client()
             response = api._post(
                 api._url("/build"),
@@ -139,33 +187,58 @@ class Engine:
                 data=context,
                 headers={"Content-Type": "application/x-tar"},
                 stream=True,
-                timeout=None,
+                timeout=BUILD_STALL_TIMEOUT,
             )
-            api._raise_for_status(response)
-            for event in api._stream_helper(response, decode=True):
-                if event.get("id") == "moby.buildkit.trace":
-                    status = buildkit.decode(event.get("aux", ""))
-                    for _, data in status.logs:
-                        tail.extend(data.decode("utf-8", "replace").splitlines())
-                    for step in status.steps:
-                        if (
-                            on_event
-                            and step.started
-                            and step.digest not in announced
-                            and not step.name.startswith("[internal]")
-                        ):
-                            announced.add(step.digest)
-                            on_event({"step": step.name, "cached": step.cached})
-                elif event.get("id") == "moby.image.id":
-                    image_id = event["aux"]["ID"]
-                elif "error" in event:
-                    raise BuildError(event["error"].strip(), list(tail))
+            with response:  # closed when cut: the daemon then cancels the build
+                api._raise_for_status(response)
+                for event in api._stream_helper(response, decode=True):
+                    if event.get("id") == "moby.buildkit.trace":
+                        status = buildkit.decode(event.get("aux", ""))
+                        for _, data in status.logs:
+                            tail.extend(data.decode("utf-8", "replace").splitlines())
+                        for step in status.steps:
+                            if (
+                                on_event
+                                and step.started
+                                and step.digest not in announced
+                                and not step.name.startswith("[internal]")
+                            ):
+                                announced.add(step.digest)
+                                on_event({"step": step.name, "cached": step.cached})
+                    elif event.get("id") == "moby.image.id":
+                        image_id = event["aux"]["ID"]
+                    elif "error" in event:
+                        raise BuildError(event["error"].strip(), list(tail))
         if image_id is None:
             raise BuildError("the daemon finished the build without an image ID", list(tail))
         return image_id
 
     def _errors(self, doing: str, ref: ImageRef | None = None):
         return _Translate(self.host, doing, ref)
+
+    def _stalled(self, doing: str) -> EngineError:
+        return EngineError(
+            f"no progress for {self.stall_timeout:g} s {doing}",
+            hint="check the registry, or raise [network] stall_timeout if it is only slow",
+        )
+
+
+@contextlib.contextmanager
+def _on_timeout(error: Callable[[], EngineError]) -> Iterator[None]:
+    """A read that timed out (the socket's, inside urllib3, or requests' while the
+    headers were awaited) becomes ``error()``: one plain line, not a pool repr."""
+    try:
+        yield
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
+        raise error() from None
+
+
+def _registry_auth(api: docker.APIClient, name: str) -> dict[str, str]:
+    """The X-Registry-Auth header docker-py's pull() would send: the docker config's
+    credentials for the image's registry, credential helpers included."""
+    registry, _ = docker.auth.resolve_repository_name(name)
+    header = docker.auth.get_config_header(api, registry)
+    return {"X-Registry-Auth": header} if header else {}
 
 
 class _Translate:

@@ -55,7 +55,7 @@ class Run:
         if self._engine is None:
             from .engine import Engine  # docker-py is imported only when a command needs the daemon
 
-            self._engine = Engine(self.host)
+            self._engine = Engine(self.host, stall_timeout=self.stack.config.network.stall_timeout)
         return self._engine
 
 
@@ -190,22 +190,20 @@ def observe_state(run: Run) -> Observation:
 
 
 def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
-    """Ask each base image's registry for its current digest, where the daemon
-    would pull it from (its Docker Hub mirror, if it has one).  An unreachable
-    registry is a warning for that image, never fatal."""
+    """Ask the daemon for each base image's current digest in its registry
+    (``GET /distribution/{name}/json``): it asks as it would pull, with its own
+    credentials, registry mirrors, proxy and CAs.  An image that cannot be checked
+    is a warning for that image, never fatal."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .errors import EngineError
-    from .registry import remote_digest
 
-    config = run.engine.info().get("RegistryConfig") or {}
-    mirrors = {"docker.io": m} if (m := next(iter(config.get("Mirrors") or []), None)) else {}
-    insecure = [name for name, index in (config.get("IndexConfigs") or {}).items() if not index.get("Secure", True)]
+    engine = run.engine
     refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
 
     def ask(ref: ImageRef) -> str | EngineError:
         try:
-            return remote_digest(ref, mirrors=mirrors, insecure_hosts=insecure)
+            return engine.distribution_digest(ref)
         except EngineError as exc:
             return exc
 

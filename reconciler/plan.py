@@ -156,6 +156,17 @@ class Plan:
         }
 
 
+def _local_copy(ref: ImageRef, image_id: str, observed: ObservedImages) -> str:
+    """The local image named as the registry names it: by its digest in ``ref``'s
+    repository (RepoDigests), so a digest is compared with a digest."""
+    digests = sorted(
+        d.digest for d, i in observed.digests.items() if i == image_id and (d.domain, d.path) == (ref.domain, ref.path)
+    )
+    if digests:
+        return digests[0][:19]
+    return f"image {short_id(image_id)}, with no digest from {ref.familiar_name}"
+
+
 def pull_address(ref: ImageRef) -> str:
     return f"pull[{ref.familiar}]"
 
@@ -197,11 +208,12 @@ def plan(
         image_id = observed.image_id(need.ref)
         upstream = remote.get(need.ref)
         if image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
+            local = _local_copy(need.ref, image_id, observed)
             result.actions.append(
                 PullAction(
                     address=pull_address(need.ref),
                     reason="remote-changed",
-                    detail=f"the registry now serves {upstream[:19]}; the local copy is {short_id(image_id)}",
+                    detail=f"the registry now serves {upstream[:19]}; the local copy is {local}",
                     before=image_id,
                     image=need.ref,
                     serves=need.serves,

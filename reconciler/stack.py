@@ -80,6 +80,13 @@ class NetworkSection(_Strict):
     )
     alias_prefix: str = Field("localhost", description="Prefix of the alias every base image also gets.")
     probe_timeout: float = Field(2.0, gt=0, le=60, description="Seconds per probe.")
+    stall_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a pull may go without progress (and a --refresh-remote digest check without an "
+        "answer) before it fails; a stalled pull is retried like any failed one.",
+    )
     external_probes: list[str] | None = Field(
         None, description="URLs; any HTTP answer means Docker Hub is reachable. Absent: Docker Hub's /v2/."
     )

@@ -85,6 +85,7 @@ class Engine:
     hub: str  # "127.0.0.1:5551"
     harbor: str  # "127.0.0.1:5552"
     root: str
+    mirror: str = ""  # the daemon's --registry-mirror; empty: the hub registry
 
     def api(self, timeout: int = 300) -> docker.APIClient:
         """A low-level docker-py client for the private daemon."""
@@ -118,6 +119,8 @@ def engine_info() -> Engine:
         hub=f"127.0.0.1:{_port('RECONCILE_HUB_PORT', DEFAULT_HUB_PORT)}",
         harbor=f"127.0.0.1:{_port('RECONCILE_HARBOR_PORT', DEFAULT_HARBOR_PORT)}",
         root=str(root),
+        # A mirror other than the hub registry: the fault tests put a misbehaving proxy there.
+        mirror=os.environ.get("RECONCILE_HUB_MIRROR", ""),
     )
 
 
@@ -177,7 +180,6 @@ def _containerd_config(root: Path) -> str:
 def _services(engine: Engine) -> list[_Service]:
     """All components, in start order."""
     root = Path(engine.root)
-    hub_port = int(engine.hub.rsplit(":", 1)[1])
     services = []
     for name, addr in (("hub", engine.hub), ("harbor", engine.harbor)):
         cfg = root / f"{name}.yml"
@@ -236,7 +238,7 @@ def _services(engine: Engine) -> list[_Service]:
                 "--iptables=false",
                 "--ip-masq=false",
                 "--registry-mirror",
-                f"http://127.0.0.1:{hub_port}",
+                engine.mirror or f"http://{engine.hub}",
             ],
             pidfile=root / "docker.pid",
             logfile=root / "dockerd.log",
@@ -414,9 +416,12 @@ def _wait_ready(svc: _Service, pid: int | None, deadline: float) -> None:
 # Lifecycle
 
 
-def ensure_up() -> Engine:
-    """Start whatever part of the engine is not answering; reuse the rest."""
-    engine = engine_info()
+def ensure_up(engine: Engine | None = None) -> Engine:
+    """Start whatever part of the engine is not answering; reuse the rest.
+
+    ``engine`` (default: from the environment) may name another root whose
+    registries are the running ones: only its containerd and dockerd start."""
+    engine = engine or engine_info()
     root = Path(engine.root)
     services = _services(engine)
     if all(svc.ready() for svc in services):
@@ -461,9 +466,9 @@ def _stop_pid(pid: int) -> None:
     _children.pop(pid, None)
 
 
-def down() -> None:
+def down(engine: Engine | None = None) -> None:
     """Stop the processes we started (reverse order); data is kept."""
-    engine = engine_info()
+    engine = engine or engine_info()
     root = Path(engine.root)
     for svc in reversed(_services(engine)):
         pid = _our_live_pid(svc, root)

@@ -243,6 +243,7 @@ def test_refresh_remote_sees_a_tag_pushed_anew_and_apply_brings_the_local_copy_u
     source = f"{daemon.harbor}/{HARBOR_PROJECT}/busybox:1.36"
     assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
     old = tags(daemon)[source]
+    old_digest = harness.registry_digest(daemon.harbor, f"{HARBOR_PROJECT}/busybox", "1.36")
     try:
         new_digest = harness.seed(daemon, {source: "harbor-pushed-anew"}, force=True)[source]
         api = daemon.api()
@@ -253,7 +254,10 @@ def test_refresh_remote_sees_a_tag_pushed_anew_and_apply_brings_the_local_copy_u
         plan = cli("plan", "--json", "--refresh-remote", "-s", str(stack), env=env).json()
         actions = {a["address"]: a for a in plan["actions"]}
         assert actions[f"pull[{source}]"]["reason"] == "remote-changed"
-        assert new_digest[:19] in actions[f"pull[{source}]"]["detail"]
+        # A digest beside a digest: the local copy is named by its repo digest, not its image ID.
+        assert actions[f"pull[{source}]"]["detail"] == (
+            f"the registry now serves {new_digest[:19]}; the local copy is {old_digest[:19]}"
+        )
         assert actions["tag[busybox:1.36]"]["depends_on"] == [f"pull[{source}]"]
         assert actions["build[api]"]["reason"] == "base-changed"
 
@@ -268,11 +272,32 @@ def test_refresh_remote_sees_a_tag_pushed_anew_and_apply_brings_the_local_copy_u
         harness.seed(daemon, {source: "harbor"}, force=True)  # put the session's copy back
 
 
+def test_refresh_remote_asks_through_the_daemon_so_docker_hub_names_go_to_its_mirror(cli, daemon, make_stack):
+    stack = make_stack({"api": "FROM redis:7-alpine\n"})
+    env = {"AI_INFRA_NETWORK_ENV": "external"}
+    mirrored = f"{daemon.hub}/library/redis:7-alpine"  # the daemon's --registry-mirror serves Docker Hub names
+    assert cli("apply", "--auto-approve", "-s", str(stack), env=env).code == 0
+    old_digest = harness.registry_digest(daemon.hub, "library/redis", "7-alpine")
+    try:
+        new_digest = harness.seed(daemon, {mirrored: "hub-pushed-anew"}, force=True)[mirrored]
+        plan = cli("plan", "--json", "--refresh-remote", "-s", str(stack), env=env).json()
+        assert plan["warnings"] == []
+        pull = {a["address"]: a for a in plan["actions"]}["pull[redis:7-alpine]"]
+        assert pull["reason"] == "remote-changed"
+        assert pull["detail"] == f"the registry now serves {new_digest[:19]}; the local copy is {old_digest[:19]}"
+    finally:
+        harness.seed(daemon, {mirrored: "hub"}, force=True)
+
+
 def test_an_unreachable_registry_is_reported_per_image_not_fatal(cli, daemon, make_stack):
-    stack = make_stack({"api": "FROM redis:7-alpine\n", "far": "FROM 127.0.0.1:9/team/tool:1\n"})
+    stack = make_stack(
+        {"api": "FROM redis:7-alpine\n", "far": "FROM 127.0.0.1:9/team/tool:1\n", "gone": "FROM example/gone:1\n"}
+    )
     env = {"AI_INFRA_NETWORK_ENV": "external"}
     result = cli("plan", "--json", "--refresh-remote", "-s", str(stack), env=env)
     assert result.code == 0, result.err
-    warnings = result.json()["warnings"]
-    assert any(w.startswith("cannot check 127.0.0.1:9/team/tool:1 upstream:") for w in warnings)
-    assert not any("redis" in w for w in warnings if w.startswith("cannot check"))
+    warnings = [w for w in result.json()["warnings"] if w.startswith("cannot check")]
+    (far,) = [w for w in warnings if w.startswith("cannot check 127.0.0.1:9/team/tool:1 upstream: ")]
+    assert "connection refused" in far and "\n" not in far
+    assert "cannot check example/gone:1 upstream: manifest unknown" in " ".join(warnings)
+    assert not any("redis" in w for w in warnings)

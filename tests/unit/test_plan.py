@@ -219,3 +219,35 @@ def test_no_scope_leaves_the_plan_as_it_is():
     full = plan(desired, observe([]), network)
     assert narrow(full, scope(desired)) is full and not full.partial
     assert full.to_json()["only"] == [] and full.to_json()["partial"] is False
+
+
+UPSTREAM = "sha256:" + "0f" * 32
+LOCAL = "sha256:" + "9a" * 32
+
+
+@pytest.mark.parametrize(
+    ("repo_digests", "local_copy"),
+    [
+        # By its digest in the same repository: a digest is compared with a digest.
+        ([f"redis@{LOCAL}", f"example/other@{DIGEST}"], LOCAL[:19]),
+        # Only another repository's digest, or none (built or tagged here): named by image ID, saying so.
+        ([f"example/other@{DIGEST}"], "image sha256:aaaa, with no digest from redis"),
+        ([], "image sha256:aaaa, with no digest from redis"),
+    ],
+)
+def test_plan_remote_changed_names_the_local_copy_by_its_repo_digest(repo_digests, local_copy):
+    image = {"Id": "sha256:aaaa", "RepoTags": ["redis:7", "localhost/redis:7"], "RepoDigests": repo_digests}
+    network = _network("external")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    pull, *_ = plan(desired, observe([image]), network, remote={parse("redis:7"): UPSTREAM}).actions
+    assert pull.reason == "remote-changed"
+    assert pull.detail == f"the registry now serves {UPSTREAM[:19]}; the local copy is {local_copy}"
+
+
+def test_plan_no_pull_when_the_local_copy_has_the_upstream_digest():
+    image = {"Id": "sha256:aaaa", "RepoTags": ["redis:7", "localhost/redis:7"], "RepoDigests": [f"redis@{UPSTREAM}"]}
+    network = _network("external")
+    desired = desired_state([BaseImage(parse("redis:7"), ())], network)
+    result = plan(desired, observe([image]), network, remote={parse("redis:7"): UPSTREAM})
+    assert result.empty
+    assert result.unchanged[0] == "redis:7 is present as sha256:aaaa (same as upstream)"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import InputError
-from reconciler.stack import StackFile, find_stack_file, load, locate
+from reconciler.stack import NetworkSection, StackFile, find_stack_file, load, locate
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -236,6 +236,16 @@ def test_load_probe_must_be_a_url(tmp_path):
 def test_load_probe_timeout_out_of_range(tmp_path, timeout):
     message = _load_error(tmp_path, f'[stack]\nname = "s"\n[network]\nprobe_timeout = {timeout}\n')
     assert "network.probe_timeout" in message
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "3601", "inf", "nan"])
+def test_load_stall_timeout_out_of_range(tmp_path, timeout):
+    message = _load_error(tmp_path, f'[stack]\nname = "s"\n[network]\nstall_timeout = {timeout}\n')
+    assert "stack.toml:4:" in message and "network.stall_timeout" in message
+
+
+def test_stall_timeout_defaults_to_a_minute():
+    assert NetworkSection().stall_timeout == 60
 
 
 def test_load_counts_further_problems(tmp_path):
