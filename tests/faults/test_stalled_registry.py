@@ -40,7 +40,8 @@ class FaultyProxy:
 
     ``mode`` (read when a connection opens): ``pass`` forwards everything;
     ``stall`` forwards the first ``budget`` bytes the registry sends on the
-    connection, then nothing while keeping it open; ``slow`` forwards
+    connection, then nothing while keeping it open; ``cut`` forwards them and then
+    closes the connection, as a registry killed mid-pull does; ``slow`` forwards
     everything, ``trickle`` bytes at most every ``pause`` seconds.
     """
 
@@ -98,6 +99,11 @@ class FaultyProxy:
                             pending += data
                         else:
                             upstream_done = True  # a silent proxy keeps the daemon's side open
+                    if mode == "cut" and forwarded + len(pending) > self.budget:
+                        client.sendall(bytes(pending[: max(0, self.budget - forwarded)]))
+                        with self._lock:
+                            self.stalled += 1
+                        return  # both sockets close: the registry is gone mid-response
                     if mode == "stall" and forwarded + len(pending) > self.budget and not silent:
                         silent = True
                         with self._lock:
