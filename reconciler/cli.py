@@ -8,6 +8,7 @@ changes.  Expected errors print one line and no traceback.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -15,42 +16,104 @@ import time
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import pipeline
 from .errors import InputError, ReconcileError
+
+if TYPE_CHECKING:
+    from . import pipeline
 
 app = typer.Typer(
     name="reconcile",
-    help="Keep a Docker host's base images and aliases exactly as a stack declares them.",
-    no_args_is_help=True,
-    add_completion=False,
+    help="Keep a Docker host's base images, aliases, rendered files and service builds exactly as a stack "
+    "declares them: `plan` shows what would change and why, `apply` does it and verifies.",
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    options_metavar="[OPTIONS]",
 )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, help="Print the version and exit.")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colors (also when NO_COLOR is set or TERM=dumb).")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log what reconcile and docker-py do, on stderr (RECONCILE_LOG=debug).")
+    ] = False,
+) -> None:
+    if version:
+        from . import __version__
+
+        print(f"reconcile {__version__}")
+        raise typer.Exit()
+    if no_color:
+        os.environ["NO_COLOR"] = "1"  # read by our output and by every library that honours it
+    level = "debug" if debug else os.environ.get("RECONCILE_LOG", "").strip().lower()
+    if level:
+        import logging
+
+        logging.basicConfig(
+            level=getattr(logging, level.upper(), logging.DEBUG),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
+        raise typer.Exit()
+
 
 StackOpt = Annotated[
     str | None,
     typer.Option(
-        "--stack", "-s", envvar="RECONCILE_STACK", help="stack.toml, or the folder holding it [default: ./stack.toml]"
+        "--stack",
+        "-s",
+        envvar="RECONCILE_STACK",
+        metavar="STACK",
+        help="stack.toml, or the folder holding it [default: ./stack.toml]",
     ),
 ]
-HostOpt = Annotated[str | None, typer.Option("--host", "-H", help="Docker daemon address [default: $DOCKER_HOST]")]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        "-H",
+        metavar="HOST",
+        help="Docker daemon address (unix://, tcp://, ssh://user@host) [default: $DOCKER_HOST, the docker context]",
+    ),
+]
+
+
+class Network(StrEnum):
+    internal = "internal"
+    external = "external"
+
+
 NetworkOpt = Annotated[
-    str | None, typer.Option("--network", help="internal or external: overrides detection and AI_INFRA_NETWORK_ENV")
+    Network | None,
+    typer.Option("--network", help="Overrides detection and AI_INFRA_NETWORK_ENV.", show_choices=True),
 ]
 RegistryOpt = Annotated[
-    str | None, typer.Option("--registry", help="internal registry HOST[:PORT][/PROJECT]; overrides INTERNAL_REGISTRY")
+    str | None,
+    typer.Option(
+        "--registry", metavar="REGISTRY", help="Internal registry HOST[:PORT][/PROJECT]; overrides INTERNAL_REGISTRY."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also show what needs no change, and why.")]
-TagOpt = Annotated[str | None, typer.Option("--tag", help="Tag of the service images [default: stack.tag].")]
+TagOpt = Annotated[
+    str | None, typer.Option("--tag", metavar="TAG", help="Tag of the service images [default: stack.tag].")
+]
 TargetOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--target",
+        metavar="TARGET",
         help="Only this and what it depends on (repeatable): a service (its build), a base image (its pull and "
         "alias tags) or an action address as plan prints it, like tag[localhost/redis:7-alpine]. "
         "The plan is partial.",
@@ -77,7 +140,9 @@ OnlyOpt = Annotated[
 ]
 ReplaceOpt = Annotated[
     list[str] | None,
-    typer.Option("--replace", help="Rebuild this service whatever its inputs, without cache (repeatable)."),
+    typer.Option(
+        "--replace", metavar="SERVICE", help="Rebuild this service whatever its inputs, without cache (repeatable)."
+    ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service whatever its inputs, without cache.")]
 
@@ -85,6 +150,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service w
 def _prepare(
     stack, network, registry, host, images=None, tag=None, target=None, replace=None, force=False, only=None
 ) -> pipeline.Run:
+    from . import pipeline  # imported here: --help stays light
+
     return pipeline.prepare(
         stack,
         network=network,
@@ -130,17 +197,27 @@ def plan(
     refresh_remote: RefreshOpt = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`."),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`.",
+        ),
     ] = None,
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 0 when converged, 2 when there are changes, 1 on error.")
     ] = False,
     metrics_file: Annotated[
-        Path | None, typer.Option("--metrics-file", help="Write drift metrics for node_exporter's textfile collector.")
+        Path | None,
+        typer.Option(
+            "--metrics-file", metavar="FILE", help="Write drift metrics for node_exporter's textfile collector."
+        ),
     ] = None,
 ) -> int:
     """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
-    from . import output
+    from . import (
+        output,
+        pipeline,  # imported here: --help stays light
+    )
 
     started = time.monotonic()
     options = dict(
@@ -227,6 +304,8 @@ def apply(
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
     """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
+    from . import pipeline  # imported here: --help stays light
+
     stream = _stream() if json_ else None
     try:
         if plan_file is not None:
@@ -259,12 +338,16 @@ def apply(
             return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=not auto_approve)
     except ReconcileError as exc:
         if stream is not None:
-            stream.diagnostic("error", str(exc))
+            for line in [str(exc), *exc.more]:
+                stream.diagnostic("error", line)
         raise
 
 
 def _apply_saved(path: Path, stack, json_: bool, stream, verbose: bool, parallelism: int, lock_timeout: float) -> int:
-    from . import saved
+    from . import (
+        pipeline,  # imported here: --help stays light
+        saved,
+    )
     from .stack import find_stack_file
 
     document = saved.read(path)
@@ -297,7 +380,10 @@ def _apply_saved(path: Path, stack, json_: bool, stream, verbose: bool, parallel
 
 
 def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int, *, ask: bool) -> int:
-    from . import output
+    from . import (
+        output,
+        pipeline,  # imported here: --help stays light
+    )
 
     if stream is not None:
         for warning in the_plan.warnings:
@@ -390,7 +476,8 @@ def show(
 @app.command("tag-localhost")
 def tag_localhost(
     images: Annotated[
-        list[str] | None, typer.Argument(help="Base images to alias [default: all of the stack's]")
+        list[str] | None,
+        typer.Argument(metavar="[IMAGE]...", help="Base images to alias [default: all of the stack's]"),
     ] = None,
     stack: StackOpt = None,
     host: HostOpt = None,
@@ -403,7 +490,10 @@ def tag_localhost(
 
     The copy is the first present of: the internal registry's name, the full name, the name without its
     registry host, an alias. Nothing is pulled; an image with no local copy fails."""
-    from . import output
+    from . import (
+        output,
+        pipeline,  # imported here: --help stays light
+    )
 
     run = _prepare(stack, network, registry, host, images)
     with _locked(run, "reconcile tag-localhost", lock_timeout):
@@ -423,7 +513,10 @@ def images(
     stack: StackOpt = None, network: NetworkOpt = None, registry: RegistryOpt = None, json_: JsonOpt = False
 ) -> int:
     """List the base images the stack needs, and where each is used (templates rendered first)."""
-    from . import output
+    from . import (
+        output,
+        pipeline,  # imported here: --help stays light
+    )
 
     found = pipeline.discover(stack, network=network, registry=registry)
     if json_:
@@ -492,7 +585,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="reconcile", standalone_mode=False)
     except ReconcileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in [str(exc), *exc.more]:
+            print(f"error: {line}", file=sys.stderr)
         code = 1
     except (Interrupted, typer.Abort, KeyboardInterrupt):
         print("error: interrupted: stopped at once; a later apply finishes what is left", file=sys.stderr)

@@ -81,6 +81,7 @@ from typing import Any, NoReturn
 import yaml
 
 from .dockerfiles import ImageUse
+from .envfile import interpolation_env, read_env_file  # noqa: F401 -- part of this module's API
 from .errors import InputError, where
 from .interpolation import SubstitutionError, substitute
 from .refs import InvalidReference, parse
@@ -149,23 +150,6 @@ def compose_images(
     files = [paths] if isinstance(paths, Path) else list(paths)
     show = _shown_beside(_absolute(files[0]), shown_as) if isinstance(shown_as, str) else shown_as
     return images_without_build(read_compose(files, env, profiles=profiles, read_text=read_text, shown_as=show))
-
-
-def read_env_file(path: Path, shown_as: str) -> dict[str, str]:
-    from dotenv import dotenv_values  # compose's .env syntax, from the maintained package
-
-    if not path.is_file():
-        raise InputError(f"env file {path} not found", where=shown_as, hint="create it or remove stack.env_file")
-    try:
-        return {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read env file: {exc}", where=shown_as, hint="check the file") from None
-
-
-def interpolation_env(env_file: Path | None, shown_as: str | None) -> dict[str, str]:
-    """Compose's precedence: the shell environment wins over the env file."""
-    values = read_env_file(env_file, shown_as or str(env_file)) if env_file else {}
-    return {**values, **os.environ}
 
 
 def _read_from_disk(path: Path) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .builds import BuildSpec
-from .compose import ComposeService
 from .dockerfiles import BuildArgError, DockerfileInfo, ImageUse, UnknownTarget, analyze
 from .errors import InputError, where
 from .files import FileSpec
@@ -25,6 +25,9 @@ from .network import NetworkDecision
 from .refs import ImageRef, InvalidReference, parse
 from .stack import Stack, locate, read_compose
 from .tree import StackTree
+
+if TYPE_CHECKING:
+    from .compose import ComposeService
 
 
 @dataclass(frozen=True)

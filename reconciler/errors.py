@@ -17,6 +17,7 @@ class ReconcileError(Exception):
         self.what = what
         self.where = where
         self.hint = hint
+        self.more: list[str] = []  # further problems found with this one, each its own line
 
     def __str__(self) -> str:
         text = f"{self.where}: {self.what}" if self.where else self.what

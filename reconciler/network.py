@@ -108,7 +108,9 @@ def _registry(config: NetworkSection, cli_registry: str | None, env) -> tuple[st
                 raise InputError(
                     str(exc), where=source, hint="give HOST[:PORT][/PROJECT], e.g. aiharbor.msxf.local/aihpc"
                 ) from None
-    return config.internal_registry, "stack network.internal_registry"
+    if "internal_registry" in config.model_fields_set:
+        return config.internal_registry, "stack network.internal_registry"
+    return config.internal_registry, "built-in default"
 
 
 def _host(registry: str) -> str:

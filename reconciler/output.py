@@ -7,6 +7,7 @@ and warnings.  Colors only when the stream is a terminal.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -21,8 +22,13 @@ from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction,
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_black"}
 
 
+def colors(stream: TextIO) -> bool:
+    """Colors only on a terminal, and not when NO_COLOR is set (no-color.org), TERM=dumb or --no-color."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
 def _style(text: str, color: str | None, stream: TextIO, bold: bool = False) -> str:
-    if not color or not stream.isatty():
+    if not color or not colors(stream):
         return text
     import typer
 

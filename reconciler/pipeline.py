@@ -2,9 +2,10 @@
 
 This is the importable library the CLI is a thin shell over::
 
-    run = reconciler.prepare("desired/")          # stack file + network -> desired state
-    the_plan = reconciler.plan(run)                # one read of the daemon, pure diff
-    result = reconciler.apply(run, the_plan)       # the only writer, then a verifying plan
+    from reconciler import pipeline
+    run = pipeline.prepare("desired/")            # stack file + network -> desired state
+    the_plan = pipeline.plan(run)                  # one read of the daemon, pure diff
+    result = pipeline.apply(run, the_plan)         # the only writer, then a verifying plan
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ resolves the relative paths and the service glob against the stack folder.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -302,7 +304,7 @@ def read(path: str | os.PathLike | None = None, *, tag: str | None = None) -> St
     env_path = _env_file(stack)
     if env_path is None:
         return stack
-    from .compose import read_env_file
+    from .envfile import read_env_file
 
     env = read_env_file(env_path, stack.rel(env_path))
     return stack.model_copy(update={"env": env, "env_path": env_path})
@@ -347,20 +349,47 @@ def read_compose(stack: Stack, tree) -> dict:
 
 
 def _validation_error(exc: ValidationError, path: Path, text: str) -> InputError:
-    err = exc.errors()[0]
+    """Every problem of the file, one line each: unknown keys first (a misspelled key also
+    makes the key it meant missing), then wrong values, then missing keys."""
+    order = {"extra_forbidden": 0, "missing": 2}
+    errors = sorted(exc.errors(), key=lambda e: order.get(e["type"], 1))
+    problems = [_problem(err, path, text) for err in errors]
+    first = problems[0]
+    first.more = [str(p) for p in problems[1:]]
+    return first
+
+
+def _problem(err, path: Path, text: str) -> InputError:
     loc = [str(part) for part in err["loc"]]
     key = ".".join(loc)
     if err["type"] == "extra_forbidden":
-        what, hint = f"unknown key {key!r}", "remove it or fix its spelling (see `reconcile schema`)"
+        close = difflib.get_close_matches(loc[-1], _fields_at(loc[:-1]), n=1)
+        what = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        hint = "remove it or fix its spelling (see `reconcile schema`)"
     elif err["type"] == "missing":
         what, hint = f"missing key {key!r}", "add it"
     else:
         msg = err["msg"].removeprefix("Value error, ")
-        what, hint = f"{key}: {msg}", "fix the value (see `reconcile schema`)"
-    more = len(exc.errors()) - 1
-    if more:
-        hint += f" ({more} more problem{'s' if more > 1 else ''} after this one)"
+        value = err.get("input")
+        # The value at fault, unless the message names it itself (harbor_paths checks keys and values).
+        plain = isinstance(value, str | int | float | bool) and err["type"] != "harbor_path"
+        shown = f" = {value!r}"[:200] if plain else ""
+        what, hint = f"{key}{shown}: {msg}", "fix the value (see `reconcile schema`)"
     return InputError(what, where=where(path, locate(text, loc)), hint=hint)
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """The keys allowed where ``loc`` points (for "did you mean")."""
+    model: Any = StackFile
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            continue  # a dict key (services.NAME) or a list index (templates.0)
+        model = field.annotation
+        for arg in typing.get_args(model):  # dict[str, ServiceSection], list[TemplateSection], X | None
+            if hasattr(arg, "model_fields"):
+                model = arg
+    return list(getattr(model, "model_fields", {}))
 
 
 def locate(text: str, loc: list[str]) -> int | None:

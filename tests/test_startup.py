@@ -1,28 +1,53 @@
-"""Start-up stays light: commands that do not need the daemon never import docker-py."""
+"""Start-up stays light: nothing but typer and a command's own needs is imported before
+its arguments are parsed, and a command never imports a heavy library it does not use."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+HEAVY = {"docker", "requests", "urllib3", "jinja2", "deepdiff", "yaml"}
 
 
-def _modules_after(*args: str) -> set[str]:
+def _modules_after(*args: str, cwd: Path = ROOT) -> set[str]:
     code = (
         "import sys\nfrom reconciler.cli import app\n"
         f"app(args={list(args)!r}, standalone_mode=False)\n"
         "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    return set(proc.stderr.split())
+    return {name.split(".")[0] for name in proc.stderr.split()}
 
 
-def test_help_imports_neither_docker_nor_deepdiff_nor_jinja2():
-    loaded = _modules_after("--help")
-    assert not {"docker", "deepdiff", "jinja2"} & loaded
+def test_importing_the_cli_loads_no_library_module_but_errors():
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, reconciler.cli; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    loaded = {m for m in proc.stdout.split() if m.startswith("reconciler")}
+    assert loaded == {"reconciler", "reconciler.cli", "reconciler.errors"}
+    assert "pydantic" not in proc.stdout.split()
 
 
-def test_images_does_not_import_docker():
-    loaded = _modules_after("images", "--stack", str(ROOT / "desired"))
-    assert "docker" not in loaded and "deepdiff" not in loaded
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["plan", "--help"], ["schema"]])
+def test_help_version_and_schema_import_no_heavy_library(args):
+    assert not HEAVY & _modules_after(*args)
+
+
+def test_images_and_env_of_a_stack_without_templates_or_compose_import_no_heavy_library(tmp_path):
+    (tmp_path / "src/app").mkdir(parents=True)
+    (tmp_path / "src/app/Dockerfile").write_text("FROM redis:7\n")
+    (tmp_path / "stack.toml").write_text('[stack]\nname = "s"\nservices = "src/*/Dockerfile"\n')
+    for command in ("images", "env"):
+        assert not HEAVY & _modules_after(command, "--network", "external", "--stack", str(tmp_path))
+
+
+def test_images_of_the_example_imports_only_what_it_uses():
+    # The example renders a template (jinja2) and reads a compose file (yaml); no daemon, no deepdiff.
+    loaded = _modules_after("images", "--network", "external", "--stack", str(ROOT / "desired"))
+    assert not {"docker", "requests", "urllib3", "deepdiff"} & loaded

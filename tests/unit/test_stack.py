@@ -248,9 +248,19 @@ def test_stall_timeout_defaults_to_a_minute():
     assert NetworkSection().stall_timeout == 60
 
 
-def test_load_counts_further_problems(tmp_path):
-    message = _load_error(tmp_path, '[stack]\nname = "s"\nfoo = 1\nbar = 2\n')
-    assert "1 more problem after this one" in message
+def test_load_lists_every_problem_unknown_keys_first_with_the_closest_valid_one(tmp_path):
+    path = _write(tmp_path, {"stack.toml": '[stack]\nnmae = "s"\nbar = 2\n\n[network]\nmode = "intranet"\n'})
+    with pytest.raises(InputError) as info:
+        load(path)
+    lines = [line.replace(f"{path}", "stack.toml") for line in [str(info.value), *info.value.more]]
+    assert lines == [
+        "stack.toml:2: unknown key 'stack.nmae' (did you mean 'name'?); remove it or fix its spelling "
+        "(see `reconcile schema`)",
+        "stack.toml:3: unknown key 'stack.bar'; remove it or fix its spelling (see `reconcile schema`)",
+        "stack.toml:6: network.mode = 'intranet': Input should be 'auto', 'internal' or 'external'; "
+        "fix the value (see `reconcile schema`)",
+        "stack.toml:1: missing key 'stack.name'; add it",
+    ]
 
 
 def test_load_toml_syntax_error_has_line(tmp_path):
