@@ -81,6 +81,7 @@ def decide(
         if config.internal_probes is None
         else config.internal_probes
     )
+    external, internal = _expand(external, env), _expand(internal, env)
     mode, probes, cached = _probe_cached(external, internal, config.probe_timeout, use_cache)
     note = None
     if not any(p.answered for p in probes):
@@ -88,6 +89,20 @@ def decide(
     return NetworkDecision(
         mode=mode, source="probe (cached)" if cached else "probe", probes=probes, note=note, **common
     )
+
+
+def _expand(urls: list[str], env) -> list[str]:
+    """``${VAR:-default}`` in probe URLs, from the environment: one stack file for hosts whose
+    registries differ (the demo's ports come from RECONCILE_HUB_PORT and RECONCILE_HARBOR_PORT)."""
+    from .interpolation import SubstitutionError, substitute
+
+    expanded = []
+    for url in urls:
+        try:
+            expanded.append(substitute(url, env, escape="$").value)
+        except SubstitutionError as exc:
+            raise InputError(f"probe {url[:200]!r}: {exc}", where="network probes", hint="fix the URL") from None
+    return expanded
 
 
 def _mode(value: str, source: str) -> Mode:

@@ -25,6 +25,16 @@ HARBOR_PROJECT = seeding.HARBOR_PROJECT
 SEEDED = ["redis:7-alpine", "osixia/openldap:stable", "nginx:stable", "quay.io/argoproj/argocd:v2", "busybox:1.36"]
 
 
+INTEGRATION = ("integration", "faults")
+
+
+def pytest_collection_modifyitems(items):
+    """Everything under tests/integration and tests/faults needs the engine: `make unit` skips them."""
+    for item in items:
+        if item.path.parent.name in INTEGRATION:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def engine() -> harness.Engine:
     engine = harness.ensure_up()

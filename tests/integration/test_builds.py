@@ -245,7 +245,7 @@ def test_a_changed_build_input_rebuilds_the_affected_service_and_dependents_only
     if change is _change_build_arg:
         assert read(daemon, "t-base:latest", "/greeting") == "ho\n"
     if moved_alias:
-        assert "ref=127.0.0.1:5551/library/nginx:stable" in read(daemon, "t-base:latest", "/marker")
+        assert f"ref={daemon.hub}/library/nginx:stable" in read(daemon, "t-base:latest", "/marker")
 
 
 def test_in_internal_mode_a_build_waits_for_its_moved_alias_to_be_put_back(cli, daemon, make_stack):

@@ -102,3 +102,12 @@ def test_colors_on_a_terminal_and_none_with_no_color_or_a_dumb_terminal(monkeypa
 def test_env_names_where_the_registry_came_from(section, env, source):
     decision = decide(section, cli_mode="external", environ=env)
     assert decision.registry_source == source
+
+
+def test_probe_urls_take_ports_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(tmp_path))
+    section = NetworkSection(
+        external_probes=["http://127.0.0.1:${HUB_PORT:-1}/v2/"], internal_probes=["http://127.0.0.1:${NOPE:-9}/v2/"]
+    )
+    decision = decide(section, environ={"HUB_PORT": "9"}, use_cache=False)  # port 9: nothing answers, at once
+    assert [p.url for p in decision.probes] == ["http://127.0.0.1:9/v2/", "http://127.0.0.1:9/v2/"]
