@@ -8,6 +8,7 @@ anything is written; :func:`write` is the one writer, used by apply.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .atomic import write_atomically
-from .errors import InputError, where
+from .atomic import FOLDER_FLAGS, replace_in
+from .errors import InputError, ReconcileError, where
 
 if TYPE_CHECKING:
     from .network import NetworkDecision
@@ -263,9 +264,62 @@ def unified_diff(spec: FileSpec, before: bytes | None) -> str:
 
 
 def write(spec: FileSpec) -> None:
-    """Atomically replace ``spec.dest``: a temp file beside it, then rename."""
-    path = spec.dest.parent.resolve() / spec.dest.name
-    if not path.is_relative_to(spec.root):  # a symlink appeared since the plan
-        raise InputError(f"destination {spec.rel} now resolves outside the stack folder", hint="remove the symlink")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, spec.content, spec.mode)
+    """Atomically replace ``spec.dest``, reached from the stack folder one folder at a time.
+
+    Each folder is opened relative to the one above it with ``O_NOFOLLOW`` (missing
+    ones are created), and the temp file and the rename are relative to the last one:
+    a folder swapped for a symlink since the plan, even in the middle of this write,
+    fails the write instead of sending it elsewhere.  The destination itself may not
+    be a symlink either.  Every failure is one ``ReconcileError`` line."""
+    *folders, name = spec.dest.relative_to(spec.root).parts
+    try:
+        fd = os.open(spec.root, FOLDER_FLAGS | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ReconcileError(f"cannot write {spec.rel}: stack folder {spec.root}: {exc.strerror}") from None
+    try:
+        for depth, folder in enumerate(folders):
+            child = _open_folder(fd, folder, spec.rel, "/".join(folders[: depth + 1]))
+            os.close(fd)
+            fd = child
+        _opened(spec)
+        try:
+            if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise ReconcileError(
+                    f"cannot write {spec.rel}: it is a symlink now", hint="remove the symlink, then plan again"
+                )
+        except FileNotFoundError:
+            pass
+        replace_in(fd, name, spec.content, spec.mode)
+    except FileNotFoundError:  # relative to an open folder, only the folder itself can have gone
+        raise ReconcileError(
+            f"cannot write {spec.rel}: its folder was removed or replaced during the write", hint="plan again"
+        ) from None
+    except OSError as exc:
+        raise ReconcileError(
+            f"cannot write {spec.rel}: {exc.strerror or exc}", hint="check the folder, then plan again"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _open_folder(parent: int, name: str, rel: str, shown: str) -> int:
+    """``name`` in the open ``parent``, created if missing, never through a symlink."""
+    try:
+        os.mkdir(name, 0o777, dir_fd=parent)
+    except FileExistsError:
+        pass
+    try:
+        return os.open(name, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+    raise ReconcileError(
+        f"cannot write {rel}: {shown} is {'a symlink' if link else 'not a folder'} now",
+        hint="put the folder back, then plan again",
+    )
+
+
+def _opened(spec: FileSpec) -> None:
+    """Called once the destination's folder is open, before the file is written: the window
+    a write by path had between its check and its write.  Tests swap folders here."""
