@@ -22,6 +22,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .errors import InputError, where
 from .refs import PATH_RE, InvalidReference, parse, parse_prefix
+from .tree import leads_outside, readable_folders
 
 STACK_FILE = "stack.toml"
 STACK_TAG_ARG = "STACK_TAG"  # the build arg every service build receives: the tag being built
@@ -72,6 +73,11 @@ class StackSection(_Strict):
     images: list[str] = Field(default_factory=list, description="Extra base images.")
     build_network: str | None = Field(
         None, description="Network of RUN steps (`none`, `host`, or a network name) [default: the daemon's]."
+    )
+    allow_outside: list[str] = Field(
+        default_factory=list,
+        description="Folders outside the stack folder (relative to it) that sources, included templates, "
+        "Dockerfiles and build contexts may be read from; anything else leading out is an error.",
     )
 
 
@@ -573,8 +579,38 @@ def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
             where=stack.where("services", name, "context"),
             hint='add context = "path/to/folder"',
         )
+    readable = readable_folders(stack.root, cfg.allow_outside)
+
+    def leading_out(path: Path, real: Path) -> str:
+        shown = stack.rel(Path(os.path.normpath(path)))
+        if Path(shown).is_absolute():
+            return f"{shown} is outside the stack folder"
+        return f"{shown} leads outside the stack folder (to {real})"
+
+    outside = leads_outside(layer["context"], readable)
+    if outside is not None:
+        explicit = stack.config.services.get(name)
+        if explicit is not None and "context" in explicit.model_fields_set:
+            at = stack.where("services", name, "context")
+        elif cfg.context is not None and layer["context"] == (stack.root / cfg.context).resolve():
+            at = stack.where("stack", "context")
+        else:
+            at = layer["origin"]
+        raise InputError(
+            f"service {name!r}: build context {leading_out(layer['context'], outside)}",
+            where=at,
+            hint="keep contexts inside the stack folder, or list the folder in stack.allow_outside",
+        )
+    named = Path(os.path.normpath(layer["context"] / layer.get("dockerfile", "Dockerfile")))
+    outside = leads_outside(named, readable)
+    if outside is not None:
+        raise InputError(
+            f"service {name!r}: Dockerfile {leading_out(named, outside)}",
+            where=layer["origin"],
+            hint="replace the symlink by the file, or list its folder in stack.allow_outside",
+        )
     # Resolved like every planned destination, so `../shared/Dockerfile` is one file wherever it is named from.
-    dockerfile = (layer["context"] / layer.get("dockerfile", "Dockerfile")).resolve()
+    dockerfile = named.resolve()
     if not tree.is_file(dockerfile):
         raise InputError(
             f"service {name!r}: Dockerfile {stack.rel(dockerfile)} not found",

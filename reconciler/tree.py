@@ -6,14 +6,31 @@ it *will* be: the plan is exact before the first apply, and ``plan`` writes
 nothing.  Every reader of stack files (service discovery, Dockerfiles, compose
 files) goes through a :class:`StackTree`: the files on disk, overlaid with the
 planned writes.
+
+What may be read at all is the stack folder, plus the folders a stack opts in
+to with ``[stack] allow_outside`` (:func:`readable_folders`): a source, an
+included template, a Dockerfile or a build context leading elsewhere, through
+``..``, an absolute path or a symlink, is refused by whoever reads it.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+
+
+def readable_folders(root: Path, allow_outside: Iterable[str] = ()) -> tuple[Path, ...]:
+    """The stack folder and each ``allow_outside`` folder (relative to it), symlinks resolved."""
+    return (root.resolve(), *((root / folder).resolve() for folder in allow_outside))
+
+
+def leads_outside(path: Path, folders: tuple[Path, ...]) -> Path | None:
+    """Where ``path`` really is (symlinks followed) when that is in none of ``folders``; else None."""
+    real = Path(os.path.realpath(path))
+    return None if any(real.is_relative_to(folder) for folder in folders) else real
 
 
 class StackTree:

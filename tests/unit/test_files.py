@@ -108,6 +108,22 @@ def test_the_mode_is_explicit_else_kept_from_the_destination_else_the_source(tmp
     assert modes == {"a.sh": 0o755, "b.sh": 0o640, "c.sh": 0o700}
 
 
+@pytest.mark.parametrize("mode", ["4755", "2755", "1777", "06755"])
+def test_a_mode_with_set_uid_set_gid_or_sticky_bits_is_refused(tmp_path, mode):
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    with pytest.raises(InputError) as caught:
+        _files(_stack(tmp_path, f'[[files]]\nsrc = "run.sh"\ndest = "a.sh"\nmode = "{mode}"\n'))
+    assert caught.value.what == f"mode {mode!r} sets the set-uid, set-gid or sticky bit"
+    assert caught.value.where == "stack.toml:8: files[0].mode"
+
+
+def test_a_kept_mode_loses_its_set_uid_bit(tmp_path):
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(tmp_path / "run.sh", 0o4755)
+    (spec,) = _files(_stack(tmp_path, '[[files]]\nsrc = "run.sh"\ndest = "a.sh"\n'))
+    assert spec.mode == 0o755
+
+
 def test_a_write_is_atomic_and_sets_the_mode(tmp_path):
     (tmp_path / "a.txt").write_text("new\n")
     (spec,) = _files(_stack(tmp_path, '[[files]]\nsrc = "a.txt"\ndest = "conf/out.txt"\nmode = "0600"\n'))
