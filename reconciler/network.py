@@ -105,6 +105,57 @@ def _expand(urls: list[str], env) -> list[str]:
     return expanded
 
 
+# --- what the last apply decided --------------------------------------------------------------
+# A drift check from cron runs without the deploy's environment (AI_INFRA_NETWORK_ENV,
+# INTERNAL_REGISTRY): left to probe, it may decide otherwise, render templates otherwise
+# and report drift on a converged host.  So apply records its decision per stack and
+# daemon, and a later run that makes no explicit choice uses it.
+
+
+def _record_path(stack_file: Path, daemon: str) -> Path:
+    key = hashlib.sha256(json.dumps([str(stack_file), daemon]).encode()).hexdigest()[:16]
+    return cache_dir() / "decisions" / f"{key}.json"
+
+
+def record(decision: NetworkDecision, stack_file: Path, daemon: str) -> None:
+    """Keep what an apply used (best effort: a read-only cache only loses the memory)."""
+    from .atomic import write_atomically
+
+    document = {"mode": decision.mode, "source": decision.source, "registry": decision.registry, "at": time.time()}
+    try:
+        path = _record_path(stack_file, daemon)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(document).encode())
+    except OSError:
+        pass
+
+
+def recalled(decision: NetworkDecision, stack_file: Path, daemon: str) -> NetworkDecision:
+    """``decision`` with what the last apply on this daemon decided, where nothing here chose:
+    the mode when it was only probed, the registry when only the stack file or the default named it.
+    A fresh probe that disagrees is kept as a note."""
+    probed = decision.source.startswith("probe")
+    defaulted = decision.registry_source in ("built-in default", "stack network.internal_registry")
+    if not (probed or defaulted):
+        return decision
+    try:
+        found = json.loads(_record_path(stack_file, daemon).read_text())
+        mode, source, registry = found["mode"], str(found["source"]), parse_prefix(str(found["registry"]))
+    except (OSError, ValueError, KeyError, TypeError, InvalidReference):
+        return decision
+    if mode not in ("internal", "external"):
+        return decision
+    update: dict = {}
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(found.get("at", 0))))
+    if probed:
+        update.update(mode=mode, source=f"the last apply ({source}, {when})")
+        if mode != decision.mode:
+            update["note"] = f"a fresh probe says {decision.mode}; using {mode} as the last apply did"
+    if defaulted and registry != decision.registry:
+        update.update(registry=registry, registry_source=f"the last apply ({when})")
+    return decision.model_copy(update=update) if update else decision
+
+
 def _mode(value: str, source: str) -> Mode:
     value = value.strip().lower()
     if value not in ("internal", "external"):

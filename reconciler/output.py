@@ -115,6 +115,12 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
         )
     emit("", out)
     emit(_style(summary_line(plan), None, out, bold=True), out)
+    if any(action.reason == "remote-changed" for action in plan.actions):
+        # A plain apply asks no registry, so it would find nothing to do: say what acts on this plan.
+        emit(
+            "Upstream changed: `reconcile apply --refresh-remote` (or `plan --refresh-remote --out F`, then `apply F`).",
+            out,
+        )
 
 
 def plan_text(plan: Plan) -> str:

@@ -11,6 +11,7 @@ This is the importable library the CLI is a thin shell over::
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,11 +20,12 @@ from typing import TYPE_CHECKING
 from . import builds as builds_mod
 from . import desired as desired_mod
 from . import files as files_mod
+from . import network as network_mod
 from . import stack as stack_mod
 from .actual import ObservedFiles, ObservedImages, observe, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
-from .network import NetworkDecision, decide
+from .network import NetworkDecision, decide, recalled
 from .plan import Plan, heredoc_warnings, narrow, plan_aliases, scope
 from .plan import plan as diff
 from .refs import ImageRef, InvalidReference, parse
@@ -79,7 +81,7 @@ def prepare(
     files (``tag-localhost IMAGE...``); one the stack does not use is taken as
     given, with a warning.  ``targets`` and ``only`` are checked here, before
     the daemon is read: see :func:`reconciler.plan.scope`."""
-    found = discover(stack, network=network, registry=registry, tag=tag)
+    found = discover(stack, network=network, registry=registry, tag=tag, host=host)
     harbor_paths = found.stack.config.network.harbor_paths
     state = desired_mod.desired_state(found.bases, found.network, harbor_paths)
     if images:
@@ -133,6 +135,12 @@ def _images_run(found: Discovered, stack_state: DesiredState, images: list[str],
     return Run(found.stack, bases, found.network, state, host)
 
 
+def daemon_key(host: str | None) -> str:
+    """Which daemon a run talks to, as far as can be told without asking it: where a
+    remembered network decision is kept."""
+    return host or os.environ.get("DOCKER_HOST") or f"context:{os.environ.get('DOCKER_CONTEXT', '')}"
+
+
 @dataclass
 class Discovered:
     """The stack read as apply will leave it: templates rendered in memory first."""
@@ -146,7 +154,12 @@ class Discovered:
 
 
 def discover(
-    stack: str | None = None, *, network: str | None = None, registry: str | None = None, tag: str | None = None
+    stack: str | None = None,
+    *,
+    network: str | None = None,
+    registry: str | None = None,
+    tag: str | None = None,
+    host: str | None = None,
 ) -> Discovered:
     """Templates first, in memory; then everything that reads the stack folder reads it as
     apply will leave it: the services (a template may write a Dockerfile), the compose
@@ -157,6 +170,7 @@ def discover(
     write the compose file."""
     loaded = stack_mod.read(stack, tag=tag)
     decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
+    decision = recalled(decision, loaded.path, daemon_key(host))
     planned = files_mod.planned_files(loaded)
     before = StackTree(loaded.root, {p.dest: None for p in planned})
     files = files_mod.desired_files(stack_mod.resolve(loaded, before, partial=True), decision, planned)
@@ -255,6 +269,7 @@ def apply(
     from .errors import EngineError
 
     outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter, stop=stop)
+    network_mod.record(run.network, run.stack.path, daemon_key(run.host))  # what a later check should assume
     if stop is not None and stop.is_set():
         return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.

@@ -97,7 +97,7 @@ class Stream:
 @pytest.fixture
 def cli(engine, tmp_path):
     """Run the real ``reconcile`` command in a clean environment pointed at the private engine."""
-    cache = tmp_path / "cache"
+    cache = tmp_path / "cache"  # the cron test reads the same one
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None) -> Result:
         base = {

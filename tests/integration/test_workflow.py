@@ -260,6 +260,9 @@ def test_refresh_remote_sees_a_tag_pushed_anew_and_apply_brings_the_local_copy_u
         )
         assert actions["tag[busybox:1.36]"]["depends_on"] == [f"pull[{source}]"]
         assert actions["build[api]"]["reason"] == "base-changed"
+        # The plan names the command that acts on it: a plain apply asks no registry.
+        text = cli("plan", "--refresh-remote", "-s", str(stack), env=env).out
+        assert "Upstream changed: `reconcile apply --refresh-remote`" in text
 
         assert cli("apply", "--auto-approve", "--refresh-remote", "-s", str(stack), env=env).code == 0
         now = tags(daemon)
