@@ -54,7 +54,8 @@ format: deps
 docs: deps
 	$(PY) docs/generate.py
 
-bench: deps
+bench: deps engine
+	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/context_hash.py 20000 4
 	$(PY) benchmarks/context_hash.py 2000 256
 
