@@ -54,18 +54,31 @@ def resolve_daemon(host: str | None = None) -> Daemon:
     ``DOCKER_CONTEXT``, then the one ``docker context use`` saved in the docker config
     (``$DOCKER_CONFIG/config.json``), then the local socket."""
     env_host = os.environ.get("DOCKER_HOST")
-    if host or env_host:
-        chosen = host or env_host
+    if host and host != env_host:
+        # The address of the context in use (a saved plan records it) keeps the context's TLS files.
+        try:
+            context = _context_daemon()
+        except InputError:
+            context = None
+        if context is not None and context.host == host:
+            return context
+        return Daemon(host, "--host", _ssh(host, {}))
+    if env_host:
         # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH go with DOCKER_HOST, as before.
-        tls = docker.utils.kwargs_from_env() if chosen == env_host else {}
+        tls = docker.utils.kwargs_from_env()
         options = {"tls": tls["tls"]} if "tls" in tls else {}
-        return Daemon(chosen, "--host" if host else "DOCKER_HOST", _ssh(chosen, options))
+        return Daemon(env_host, "--host" if host else "DOCKER_HOST", _ssh(env_host, options))
+    return _context_daemon() or Daemon(DEFAULT_HOST, "default")
+
+
+def _context_daemon() -> Daemon | None:
+    """The daemon of the context named by DOCKER_CONTEXT or in use; None for the default context."""
     folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
     name, where = os.environ.get("DOCKER_CONTEXT"), "DOCKER_CONTEXT"
     if not name:
         name, where = _current_context(folder / "config.json"), str(folder / "config.json")
     if not name or name == "default":
-        return Daemon(DEFAULT_HOST, "default")
+        return None
     chosen, options = _context_endpoint(folder, name, where)
     return Daemon(chosen, f"docker context {name}", _ssh(chosen, options))
 

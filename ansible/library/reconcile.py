@@ -23,7 +23,7 @@ description:
   - A second run with the same stack reports no change.
 version_added: "0.2.0"
 author:
-  - reconcile authors (@reconcile)
+  - reconcile authors (!UNKNOWN)
 requirements:
   - the C(reconcile) Python package (import name C(reconciler)) on the managed host, for the Python that
     C(ansible_python_interpreter) names
@@ -107,15 +107,14 @@ attributes:
     support: full
   platform:
     description: Any host where the C(reconciler) library runs and can reach a Docker daemon.
+    support: full
     platforms: posix
 notes:
   - The module's environment reaches the library, so E(RECONCILE_CACHE_DIR), E(AI_INFRA_NETWORK_ENV),
     E(INTERNAL_REGISTRY) and E(DOCKER_HOST) can be set with the C(environment) keyword.
   - Plan warnings (for example a registry that could not be asked) are Ansible warnings.
-seealso:
-  - name: docs/fleet.md
-    description: The fleet flow - mirror, builder, nodes in serial batches, nightly drift check.
-    link: https://github.com/reconcile/reconcile/blob/main/docs/fleet.md
+  - docs/fleet.md in the reconcile repository shows the fleet flow - mirror, builder, nodes in serial batches,
+    nightly drift check.
 """
 
 EXAMPLES = r"""
@@ -132,11 +131,15 @@ EXAMPLES = r"""
     network: internal
     lock_timeout: 600
 
-- name: Builder - build and push the service images
+- name: Build host - build and push the service images
   reconcile:
     stack: /srv/stack
-    role: builder
     push: true
+
+- name: Node - pull the service images instead of building them
+  reconcile:
+    stack: /srv/stack
+    role: node
 
 - name: Only the base images and their aliases (build.sh build-all steps 1-2)
   reconcile:
@@ -408,7 +411,7 @@ def main():
         with redirect_stdout(sys.stderr):
             results = reconcile(module.params, module.check_mode, module._diff, module.warn)
     except TaskFailed as exc:
-        module.fail_json(**{**exc.results, "msg": exc.msg})
+        module.fail_json(**{"changed": False, **exc.results, "msg": exc.msg})
     module.exit_json(**results)
 
 

@@ -89,7 +89,7 @@ def test_the_default_context_is_the_local_socket(docker_config, monkeypatch):
 
 @pytest.mark.parametrize(
     "host, source",
-    [("ssh://deploy@node-07", "--host"), (None, "docker context remote")],
+    [("ssh://deploy@node-08:2222", "--host"), (None, "docker context remote")],
     ids=["--host", "context"],
 )
 def test_ssh_goes_through_the_ssh_binary(docker_config, monkeypatch, host, source):
@@ -164,3 +164,17 @@ def test_a_broken_context_file_is_one_line_naming_it(docker_config, monkeypatch)
 def test_an_unreadable_config_json_means_the_local_daemon_as_for_the_cli(docker_config):
     (docker_config / "config.json").write_text("[]")
     assert resolve_daemon().host == DEFAULT_HOST
+
+
+def test_the_address_of_the_context_in_use_keeps_its_tls_files(docker_config, monkeypatch):
+    """A saved plan records the daemon's address; applying it reaches the daemon as planned."""
+    use(docker_config, "secure")
+    daemon = resolve_daemon("tcp://127.0.0.1:2377")
+    assert daemon.source == "docker context secure" and isinstance(daemon.options["tls"], docker.tls.TLSConfig)
+    other = resolve_daemon("tcp://127.0.0.1:2376")  # another address: as given, without TLS
+    assert (other.source, other.options) == ("--host", {})
+
+
+def test_an_explicit_host_works_whatever_state_the_contexts_are_in(docker_config, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONTEXT", "nope")
+    assert resolve_daemon("unix:///tmp/given.sock").host == "unix:///tmp/given.sock"
