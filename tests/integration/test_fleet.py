@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import reconciler
+from reconciler.lock import hold
 from tests import harness, seeding
 from tests.conftest import tags
 
@@ -67,7 +68,7 @@ PLAYBOOK = """\
             stack: "{{ reconcile_stack }}"
             docker_host: "{{ reconcile_docker_host }}"
             network: external
-            lock_timeout: 30
+            lock_timeout: "{{ lock_timeout | default(30) }}"
           register: result
       always:
         - name: Keep the result for the test
@@ -281,6 +282,27 @@ def test_a_stopped_daemon_fails_its_host_only_and_the_others_converge(hosts):
     assert again.code == 0, again.out
     assert {name: again.recap[name]["changed"] for name in HOSTS} == {"fleet-a": 0, "fleet-b": 0, "fleet-c": 1}
     assert hosts.images("fleet-c") == CONVERGED
+
+
+def test_a_daemon_locked_by_another_apply_fails_its_host_only(hosts, monkeypatch):
+    """The module takes the CLI's lock: keyed by the daemon's ID, in the cache dir of whoever applies."""
+    monkeypatch.setenv("RECONCILE_CACHE_DIR", str(hosts.folder / "cache"))  # the playbook's, see Fleet.play
+    api = hosts.daemons["fleet-a"].api()
+    try:
+        daemon_id = api.info()["ID"]
+    finally:
+        api.close()
+    with hold(daemon_id, "reconcile apply (a person at a terminal)"):
+        played = hosts.play("-e", "lock_timeout=0")
+    assert played.code == 2, played.out
+    assert played.recap["fleet-a"]["failed"] == 1 and hosts.images("fleet-a") == set()
+    message = played.results["fleet-a"]["msg"]
+    assert message.startswith(f"the daemon is locked by pid {os.getpid()} (") and "reconcile apply (a person" in message
+    for name in ("fleet-b", "fleet-c"):
+        assert played.recap[name]["changed"] == 1 and played.recap[name]["failed"] == 0, played.out
+    # Released, the next run applies there.
+    again = hosts.play()
+    assert again.recap["fleet-a"]["changed"] == 1 and hosts.images("fleet-a") == CONVERGED
 
 
 def test_the_example_drift_check_reports_the_hosts_that_drifted(hosts):

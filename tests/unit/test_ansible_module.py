@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -350,3 +352,13 @@ def test_without_the_library_the_task_says_what_to_install(stack, capsys, monkey
         "Failed to import the required Python library (reconcile (the Python package reconciler: pip install reconcile))"
     )
     assert "ansible_python_interpreter" in answer["msg"]
+
+
+def test_a_first_sigterm_asks_apply_to_stop_instead_of_killing_the_module():
+    """Apply then starts nothing new, reports and releases the lock, as the CLI does."""
+    before = signal.getsignal(signal.SIGTERM)
+    with module._graceful_sigterm() as stop:
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(timeout=5)
+    assert signal.getsignal(signal.SIGTERM) is before
