@@ -382,8 +382,8 @@ def _warn(the_plan, warn):
 
 @contextmanager
 def _graceful_sigterm():
-    """As the CLI handles it: the first SIGTERM (a task timeout, a killed play) starts no new
-    action and lets apply report and release the lock; a second one ends the module at once."""
+    """As the CLI handles it: the first SIGTERM starts no new action and lets apply report
+    and release the lock; a second one ends the module at once."""
     stop = threading.Event()
 
     def handle(signum, frame):
