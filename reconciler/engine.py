@@ -8,21 +8,25 @@ would inspect image by image.  docker's exceptions become ours here.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import docker
 import docker.auth
 import docker.errors
+import docker.tls
 import requests.exceptions
 import urllib3.exceptions
 
 from . import buildkit
-from .errors import BuildError, EngineError, NotFoundError
+from .errors import BuildError, EngineError, InputError, NotFoundError
 from .refs import ImageRef
 
 BUILD_LOG_LINES = 15  # the output shown when a build fails
@@ -33,11 +37,108 @@ BUILD_STALL_TIMEOUT = 2 * 3600
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull access denied", "name unknown")
 
 
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """Which daemon to talk to, chosen as the docker CLI chooses it."""
+
+    host: str  # unix://, tcp://, ssh://user@host[:port]
+    source: str  # "--host", "DOCKER_HOST", "docker context NAME", "default"
+    options: dict = field(default_factory=dict)  # what docker.APIClient gets besides base_url: tls, use_ssh_client
+
+
+def resolve_daemon(host: str | None = None) -> Daemon:
+    """The docker CLI's order: ``--host``, then ``DOCKER_HOST``, then the context named by
+    ``DOCKER_CONTEXT``, then the one ``docker context use`` saved in the docker config
+    (``$DOCKER_CONFIG/config.json``), then the local socket."""
+    env_host = os.environ.get("DOCKER_HOST")
+    if host and host != env_host:
+        # The address of the context in use (a saved plan records it) keeps the context's TLS files.
+        try:
+            context = _context_daemon()
+        except InputError:
+            context = None
+        if context is not None and context.host == host:
+            return context
+        return Daemon(host, "--host", _ssh(host, {}))
+    if env_host:
+        # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH go with DOCKER_HOST, as before.
+        tls = docker.utils.kwargs_from_env()
+        options = {"tls": tls["tls"]} if "tls" in tls else {}
+        return Daemon(env_host, "--host" if host else "DOCKER_HOST", _ssh(env_host, options))
+    return _context_daemon() or Daemon(DEFAULT_HOST, "default")
+
+
+def _context_daemon() -> Daemon | None:
+    """The daemon of the context named by DOCKER_CONTEXT or in use; None for the default context."""
+    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    name, where = os.environ.get("DOCKER_CONTEXT"), "DOCKER_CONTEXT"
+    if not name:
+        name, where = _current_context(folder / "config.json"), str(folder / "config.json")
+    if not name or name == "default":
+        return None
+    chosen, options = _context_endpoint(folder, name, where)
+    return Daemon(chosen, f"docker context {name}", _ssh(chosen, options))
+
+
+def _current_context(config: Path) -> str | None:
+    try:
+        found = json.loads(config.read_text()).get("currentContext")
+    except (OSError, ValueError, AttributeError):
+        return None  # no config, or one the docker CLI would not read either: the local daemon
+    return found if isinstance(found, str) else None
+
+
+def _context_endpoint(folder: Path, name: str, where: str) -> tuple[str, dict]:
+    """A context's docker endpoint as the docker CLI stores it: ``contexts/meta/<sha256 of
+    the name>/meta.json``, TLS files under ``contexts/tls/<same>/docker/``.
+
+    Read here rather than by docker-py's ContextAPI, which looks beside whichever
+    config.json exists (``~/.docker``, or the working folder when there is none), where
+    the CLI reads ``$DOCKER_CONFIG`` (or ``~/.docker``) whether or not config.json is there."""
+    key = hashlib.sha256(name.encode()).hexdigest()
+    meta = folder / "contexts" / "meta" / key / "meta.json"
+    try:
+        endpoint = json.loads(meta.read_text())["Endpoints"]["docker"]
+        chosen = endpoint["Host"]
+    except FileNotFoundError:
+        raise InputError(
+            f"docker context {name!r} does not exist in {folder}",
+            where=where,
+            hint="list them with `docker context ls`; `docker context use default` goes back to the local daemon",
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"docker context {name!r} cannot be read: {exc!r}", where=str(meta)) from None
+    if not isinstance(chosen, str) or not chosen:
+        raise InputError(f"docker context {name!r} has no docker host", where=str(meta))
+    tls = folder / "contexts" / "tls" / key / "docker"
+    ca, cert, private = (tls / f for f in ("ca.pem", "cert.pem", "key.pem"))
+    if not (ca.is_file() or cert.is_file()):
+        return chosen, {}
+    config = docker.tls.TLSConfig(
+        client_cert=(str(cert), str(private)) if cert.is_file() else None,
+        ca_cert=str(ca) if ca.is_file() else None,
+        verify=not endpoint.get("SkipTLSVerify", False),
+    )
+    return chosen, {"tls": config}
+
+
+def _ssh(host: str, options: dict) -> dict:
+    """ssh:// through the system's ssh binary, as the docker CLI does: ~/.ssh/config, the
+    agent, ProxyJump and known_hosts apply (docker-py's default, paramiko, knows none of it)."""
+    return {**options, "use_ssh_client": True} if host.startswith("ssh://") else options
+
+
 class Engine:
     """A connection to one daemon; safe to use from several threads (one client each)."""
 
     def __init__(self, host: str | None = None, timeout: int = 300, stall_timeout: float = 60.0):
-        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        daemon = resolve_daemon(host)
+        self.host = daemon.host
+        self.source = daemon.source  # said when the daemon cannot be reached: which setting chose it
+        self._options = daemon.options
         self._timeout = timeout
         self.stall_timeout = stall_timeout  # longest wait for a registry-bound request's next byte
         self._local = threading.local()
@@ -50,11 +151,11 @@ class Engine:
         client = getattr(self._local, "client", None)
         if client is None:
             try:
-                kwargs = docker.utils.kwargs_from_env() if self.host == os.environ.get("DOCKER_HOST") else {}
-                kwargs["base_url"] = self.host
-                client = docker.APIClient(version=self._version, timeout=self._timeout, **kwargs)
+                client = docker.APIClient(
+                    base_url=self.host, version=self._version, timeout=self._timeout, **self._options
+                )
             except docker.errors.DockerException as exc:
-                raise _unreachable(self.host, exc) from None
+                raise _unreachable(self.host, exc, self.source) from None
             self._local.client = client
         return client
 
@@ -214,7 +315,7 @@ class Engine:
         return image_id
 
     def _errors(self, doing: str, ref: ImageRef | None = None):
-        return _Translate(self.host, doing, ref)
+        return _Translate(self.host, doing, ref, self.source)
 
     def _stalled(self, doing: str) -> EngineError:
         return EngineError(
@@ -244,8 +345,8 @@ def _registry_auth(api: docker.APIClient, name: str) -> dict[str, str]:
 class _Translate:
     """Turn docker-py and requests errors into ours (a context manager)."""
 
-    def __init__(self, host: str, doing: str, ref: ImageRef | None):
-        self.host, self.doing, self.ref = host, doing, ref
+    def __init__(self, host: str, doing: str, ref: ImageRef | None, source: str | None = None):
+        self.host, self.doing, self.ref, self.source = host, doing, ref, source
 
     def __enter__(self):
         return self
@@ -260,7 +361,7 @@ class _Translate:
             target = f" {self.ref}" if self.ref is not None else ""
             raise EngineError(f"{self.doing}{target}: {message}") from None
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
-            raise _unreachable(self.host, exc) from None
+            raise _unreachable(self.host, exc, self.source) from None
         if isinstance(
             exc, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.StreamParseError)
         ):
@@ -278,9 +379,10 @@ def _pull_error(ref: ImageRef, message: str) -> EngineError:
     return cls(message)
 
 
-def _unreachable(host: str, exc: Exception) -> EngineError:
+def _unreachable(host: str, exc: Exception, source: str | None = None) -> EngineError:
     reason = str(exc).split("\n")[0]
-    return EngineError(
-        f"cannot reach the Docker daemon at {host} ({reason})",
-        hint="start it, or point DOCKER_HOST / --host at a running daemon",
-    )
+    chosen = f", from {source}" if source and source != "--host" else ""
+    hint = "start it, or point --host, DOCKER_HOST or the docker context at a running daemon"
+    if "paramiko" in reason:  # docker-py imports it for every ssh:// client, even one that runs ssh
+        hint = "ssh:// needs docker-py's ssh extra: pip install 'docker[ssh]'"
+    return EngineError(f"cannot reach the Docker daemon at {host} ({reason}{chosen})", hint=hint)
