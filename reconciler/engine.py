@@ -384,5 +384,5 @@ def _unreachable(host: str, exc: Exception, source: str | None = None) -> Engine
     chosen = f", from {source}" if source and source != "--host" else ""
     hint = "start it, or point --host, DOCKER_HOST or the docker context at a running daemon"
     if "paramiko" in reason:  # docker-py imports it for every ssh:// client, even one that runs ssh
-        hint = "ssh:// needs docker-py's ssh extra: pip install 'docker[ssh]'"
+        hint = "ssh:// needs docker-py's ssh extra: pip install 'reconcile[ssh]' (or 'docker[ssh]')"
     return EngineError(f"cannot reach the Docker daemon at {host} ({reason}{chosen})", hint=hint)
