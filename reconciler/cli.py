@@ -63,6 +63,10 @@ class Kind(StrEnum):
     tag = "tag"
     write = "write"
     build = "build"
+    push = "push"
+    mirror = "mirror"
+    untag = "untag"
+    remove = "remove"
 
 
 OnlyOpt = Annotated[
@@ -70,7 +74,8 @@ OnlyOpt = Annotated[
     typer.Option(
         "--only",
         metavar="KIND",
-        help="Only actions of this kind: pull, tag, write or build (repeatable); one whose dependency is left "
+        help="Only actions of this kind: pull, tag, write, build, push, mirror, untag or remove (repeatable); "
+        "one whose dependency is left "
         "out runs against what is there now. `--only pull --only tag` is build.sh build-all steps 1-2. "
         "The plan is partial.",
     ),
@@ -80,6 +85,43 @@ ReplaceOpt = Annotated[
     typer.Option("--replace", help="Rebuild this service whatever its inputs, without cache (repeatable)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service whatever its inputs, without cache.")]
+PushOpt = Annotated[
+    bool,
+    typer.Option(
+        "--push", help="Also push each service image to the internal registry as REGISTRY/IMAGE:TAG ([stack] push)."
+    ),
+]
+MirrorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mirror",
+        help="External networks: also push each base image to the internal registry under the name internal "
+        "networks pull ([network] mirror).",
+    ),
+]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="Also untag or remove what this stack made and no longer declares; images containers use are kept "
+        "([stack] prune).",
+    ),
+]
+
+
+class Role(StrEnum):
+    builder = "builder"
+    node = "node"
+
+
+RoleOpt = Annotated[
+    Role | None,
+    typer.Option(
+        "--role",
+        help="builder: build the service images; node: pull them from the internal registry, build nothing "
+        "[default: stack.role].",
+    ),
+]
 
 
 def _prepare(
@@ -128,6 +170,10 @@ def plan(
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
+    push: PushOpt = False,
+    mirror: MirrorOpt = False,
+    prune: PruneOpt = False,
+    role: RoleOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Save the plan, with a fingerprint of what it was computed from, for `apply FILE`."),
@@ -139,7 +185,8 @@ def plan(
         Path | None, typer.Option("--metrics-file", help="Write drift metrics for node_exporter's textfile collector.")
     ] = None,
 ) -> int:
-    """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
+    """Show what apply would do: the pulls, tags, file writes, builds, pushes, mirrors and prunes that bring the
+    host to the desired state."""
     from . import output
 
     started = time.monotonic()
@@ -154,6 +201,10 @@ def plan(
         replace=replace,
         force=force,
         refresh_remote=refresh_remote,
+        push=push,
+        mirror=mirror,
+        prune=prune,
+        role=role.value if role else None,
     )
     run: pipeline.Run | None = None
     try:
@@ -222,11 +273,16 @@ def apply(
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
+    push: PushOpt = False,
+    mirror: MirrorOpt = False,
+    prune: PruneOpt = False,
+    role: RoleOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls and builds at once.")] = 4,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
-    """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
+    """Plan, ask, then pull, tag, write, build, push, mirror and prune; finally read again and check nothing is
+    left to do."""
     stream = _stream() if json_ else None
     try:
         if plan_file is not None:
@@ -242,6 +298,10 @@ def apply(
                     ("--replace", replace),
                     ("--force", force),
                     ("--refresh-remote", refresh_remote),
+                    ("--push", push),
+                    ("--mirror", mirror),
+                    ("--prune", prune),
+                    ("--role", role),
                 )
                 if value
             ]
@@ -252,7 +312,21 @@ def apply(
                     hint="a saved plan carries its own options; make a new one with reconcile plan --out",
                 )
             return _apply_saved(plan_file, stack, json_, stream, verbose, parallelism, lock_timeout)
-        run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force, only=only)
+        run = pipeline.prepare(
+            stack,
+            network=network,
+            registry=registry,
+            host=host,
+            tag=tag,
+            targets=target,
+            replace=replace,
+            force=force,
+            only=_kinds(only),
+            push=push,
+            mirror=mirror,
+            prune=prune,
+            role=role.value if role else None,
+        )
         run.refresh_remote = refresh_remote
         with _locked(run, "reconcile apply", lock_timeout):
             the_plan = pipeline.plan(run)
@@ -300,7 +374,7 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
     from . import output
 
     if stream is not None:
-        for warning in the_plan.warnings:
+        for warning in the_plan.warnings + [kept.text for kept in the_plan.kept]:
             stream.diagnostic("warning", warning)
         for action in the_plan.actions:
             stream.planned(action)

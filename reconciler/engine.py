@@ -141,6 +141,54 @@ class Engine:
             if not self._client().tag(image_id, alias.familiar_name, alias.tag, force=True):
                 raise EngineError(f"the daemon refused to tag {image_id} as {alias}")
 
+    def push(self, image: ImageRef, target: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
+        """Tag the local ``image`` as ``target`` and push it; return the manifest digest the
+        registry now serves for it.
+
+        docker-py's ``push()`` sends the docker config's credentials for ``target``'s registry
+        (credential helpers included), as the docker CLI would.  It reads its stream with the
+        client's timeout, set here to ``stall_timeout``: each wait for the daemon's next progress
+        line is bounded, as in :meth:`pull`.
+        """
+        digest = None
+        with self._errors("push", target), _on_timeout(lambda: self._stalled(f"pushing {target}")):
+            api = self._client()
+            if image != target and not api.tag(image.familiar, target.familiar_name, target.tag, force=True):
+                raise EngineError(f"the daemon refused to tag {image} as {target}")
+            api.timeout, usual = self.stall_timeout, api.timeout
+            try:
+                for event in api.push(target.familiar_name, tag=target.tag, stream=True, decode=True):
+                    if "error" in event:
+                        raise _pull_error(target, str(event["error"]))
+                    aux = event.get("aux")
+                    if isinstance(aux, dict) and isinstance(aux.get("Digest"), str):
+                        digest = aux["Digest"]
+                    if on_event:
+                        on_event(event)
+            except BaseException:
+                # Dropping this thread's connection cuts the stream: the daemon sees its client gone
+                # and cancels the push, so nothing goes on waiting on either side.
+                api.close()
+                self._local.client = None
+                raise
+            finally:
+                api.timeout = usual
+        if digest is None:
+            raise EngineError(f"the daemon finished pushing {target} without a manifest digest")
+        return digest
+
+    def untag(self, ref: ImageRef) -> bool:
+        """Remove the tag ``ref``; the image goes with its last tag (never forced: the daemon
+        refuses to remove an image a container uses).  Whether the image went."""
+        with self._errors("untag", ref):
+            answer = self._client().remove_image(ref.familiar)
+        return any(isinstance(entry, dict) and "Deleted" in entry for entry in answer or [])
+
+    def list_containers(self) -> list[dict]:
+        """Every container, whatever its state: one ``GET /containers/json?all=1``."""
+        with self._errors("list containers"):
+            return self._client().containers(all=True)
+
     def build(
         self,
         context: IO[bytes],

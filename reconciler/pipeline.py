@@ -19,7 +19,7 @@ from . import builds as builds_mod
 from . import desired as desired_mod
 from . import files as files_mod
 from . import stack as stack_mod
-from .actual import ObservedFiles, ObservedImages, observe, observe_files
+from .actual import ObservedFiles, ObservedImages, ObservedRegistry, observe, observe_containers, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide
@@ -72,12 +72,20 @@ def prepare(
     force: bool = False,
     refresh_remote: bool = False,
     only: list[str] | None = None,
+    push: bool = False,
+    mirror: bool = False,
+    prune: bool = False,
+    role: str | None = None,
 ) -> Run:
     """Load the stack and compute the desired state.  ``images`` replaces the
     stack's base images by the given references and leaves out builds and
     files (``tag-localhost IMAGE...``); one the stack does not use is taken as
     given, with a warning.  ``targets`` and ``only`` are checked here, before
-    the daemon is read: see :func:`reconciler.plan.scope`."""
+    the daemon is read: see :func:`reconciler.plan.scope`.
+
+    ``push``, ``mirror``, ``prune`` (``--push`` ...) add to the stack file's settings;
+    ``role`` (``--role``) replaces ``stack.role``.  A node builds nothing and reads no
+    build context: its service images are pulled from the internal registry."""
     found = discover(stack, network=network, registry=registry, tag=tag)
     harbor_paths = found.stack.config.network.harbor_paths
     state = desired_mod.desired_state(found.bases, found.network, harbor_paths)
@@ -94,10 +102,25 @@ def prepare(
             hint=f"services are: {', '.join(sorted(names | set(merged))) or '(none)'}",
         )
     state.files = found.files
-    # --only without write: the builds read the files as they are now, not as the writes would leave them.
-    writes = found.files if not only or "write" in only else []
-    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
-    state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
+    cfg = found.stack.config
+    role = role or cfg.stack.role
+    if role not in ("builder", "node"):
+        raise InputError(f"--role {role[:40]!r} is no role", where="command line", hint="use builder or node")
+    if role == "node":
+        images = {name: parse(s.image) for s in found.stack.services for name in (s.name, *s.also)}
+        desired_mod.add_node_images(state, images, found.network)
+    else:
+        # --only without write: the builds read the files as they are now, not as the writes would leave them.
+        writes = found.files if not only or "write" in only else []
+        overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
+        state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
+        if push or cfg.stack.push:
+            state.pushes = desired_mod.push_targets(state.builds, found.network.registry)
+    if mirror or cfg.network.mirror:
+        state.mirrors, notes = desired_mod.mirror_targets(found.bases, found.network, harbor_paths)
+        state.warnings += notes
+    if prune or cfg.stack.prune:
+        state.prune = cfg.stack.name
     scope(state, targets or [], only or [])  # a target that names nothing fails now, not after the read
     return Run(
         found.stack,
@@ -178,6 +201,9 @@ class Observation:
     remote: dict[ImageRef, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # registries that could not be asked
     api_version: str | None = None  # the daemon's API version: what its built-in Dockerfile frontend parses
+    registry: ObservedRegistry = field(default_factory=ObservedRegistry)  # push and mirror targets
+    containers: dict[str, list[str]] = field(default_factory=dict)  # prune: image ID -> containers using it
+    created: dict[ImageRef, str] = field(default_factory=dict)  # prune: aliases reconcile created -> image ID
 
 
 def observe_state(run: Run) -> Observation:
@@ -186,20 +212,32 @@ def observe_state(run: Run) -> Observation:
     observation = Observation(images, files, api_version=run.engine.api_version)
     if run.refresh_remote:
         observation.remote, observation.warnings = remote_digests(run)
+    uploads = [u.target for u in [*run.desired.pushes, *run.desired.mirrors]]
+    if uploads:
+        observation.registry = registry_digests(run.engine, uploads)
+        observation.warnings += [
+            f"cannot check {ref} in the internal registry: {problem}"
+            for ref, problem in observation.registry.errors.items()
+        ]
+    if run.desired.prune is not None:
+        from .aliases import AliasRecord
+
+        observation.containers = observe_containers(run.engine.list_containers())
+        observation.created = AliasRecord(daemon_key(run)).created(run.desired.prune)
     return observation
 
 
-def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
-    """Ask the daemon for each base image's current digest in its registry
-    (``GET /distribution/{name}/json``): it asks as it would pull, with its own
-    credentials, registry mirrors, proxy and CAs.  An image that cannot be checked
-    is a warning for that image, never fatal."""
+def daemon_key(run: Run) -> str:
+    """What identifies the daemon: its ID (the lock's key, the alias record's)."""
+    return run.engine.info().get("ID") or run.engine.host
+
+
+def _ask_all(engine: Engine, refs: list[ImageRef]):
+    """Each reference's manifest digest in its registry, asked through the daemon at most 8 at a
+    time (each ask bounded by ``stall_timeout``): a digest, or the EngineError it raised."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .errors import EngineError
-
-    engine = run.engine
-    refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
 
     def ask(ref: ImageRef) -> str | EngineError:
         try:
@@ -208,7 +246,32 @@ def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
             return exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = dict(zip(refs, pool.map(ask, refs), strict=True))
+        return dict(zip(refs, pool.map(ask, refs), strict=True))
+
+
+def registry_digests(engine: Engine, refs: list[ImageRef]) -> ObservedRegistry:
+    """What the internal registry holds for each push or mirror target: a digest, absent
+    (the registry says it has no such manifest), or why it could not be asked."""
+    from .errors import NotFoundError
+
+    seen = ObservedRegistry()
+    for ref, answer in _ask_all(engine, list(dict.fromkeys(refs))).items():
+        if isinstance(answer, str):
+            seen.digests[ref] = answer
+        elif isinstance(answer, NotFoundError):
+            seen.digests[ref] = None
+        else:
+            seen.errors[ref] = str(answer)
+    return seen
+
+
+def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
+    """Ask the daemon for each base image's current digest in its registry
+    (``GET /distribution/{name}/json``): it asks as it would pull, with its own
+    credentials, registry mirrors, proxy and CAs.  An image that cannot be checked
+    is a warning for that image, never fatal."""
+    refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
+    answers = _ask_all(run.engine, refs)
     found = {ref: answer for ref, answer in answers.items() if isinstance(answer, str)}
     problems = [
         f"cannot check {ref} upstream: {answer}" for ref, answer in answers.items() if not isinstance(answer, str)
@@ -229,6 +292,9 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
         previous=builds_mod.RecordStore().get,
         remote=seen.remote,
         only=run.only,
+        registry=seen.registry,
+        containers=seen.containers,
+        created=seen.created,
     )
     the_plan.warnings += seen.warnings + heredoc_warnings(run.desired.builds, seen.api_version, run.stack.rel)
     return narrow(the_plan, scope(run.desired, run.targets, run.only))
@@ -254,6 +320,7 @@ def apply(
     from .errors import EngineError
 
     outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter, stop=stop)
+    record_aliases(run, outcomes)
     if stop is not None and stop.is_set():
         return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
@@ -262,6 +329,34 @@ def apply(
     except EngineError as exc:
         return ApplyResult(outcomes=outcomes, verify_error=str(exc))
     return ApplyResult(outcomes=outcomes, remaining=remaining)
+
+
+def record_aliases(run: Run, outcomes) -> None:
+    """Keep the per-daemon record of the alias tags this stack created (prune reads it): the
+    ones apply created, and the recorded ones it moved; drop the ones it untagged."""
+    from .aliases import AliasRecord
+    from .plan import RemoveAction, TagAction, UntagAction
+
+    done = [o for o in outcomes if o.status == "succeeded"]
+    tagged = [o for o in done if isinstance(o.action, TagAction) and o.after]
+    gone = [
+        ref
+        for o in done
+        if isinstance(o.action, (UntagAction, RemoveAction))
+        for ref in (o.action.tags if isinstance(o.action, RemoveAction) else (o.action.image,))
+    ]
+    if not tagged and not gone:
+        return
+    from .errors import EngineError
+
+    try:
+        record = AliasRecord(daemon_key(run))
+    except EngineError:
+        return  # the daemon went away: verify says so; these aliases stay unrecorded, so prune keeps them
+    stack = run.stack.config.stack.name
+    ours = record.created(stack) if any(o.action.before for o in tagged) else {}
+    made = {o.action.image: o.after for o in tagged if o.action.before is None or o.action.image in ours}
+    record.update(stack, made, gone)
 
 
 def aliases_only(run: Run, observation: Observation | None = None) -> Plan:

@@ -71,6 +71,22 @@ class StackSection(_Strict):
     build_network: str | None = Field(
         None, description="Network of RUN steps (`none`, `host`, or a network name) [default: the daemon's]."
     )
+    role: Literal["builder", "node"] = Field(
+        "builder",
+        description="`builder` builds the service images; `node` builds nothing and pulls each one from the "
+        "internal registry as <registry>/<image>:<tag>, tagged <image>:<tag> and aliased like a base image.",
+    )
+    push: bool = Field(
+        False,
+        description="Builders: every service image must also be in the internal registry as "
+        "<registry>/<image>:<tag>, the same manifest (pushed when missing or different).",
+    )
+    prune: bool = Field(
+        False,
+        description="Untag or remove what this stack made and no longer declares: its service images (by the "
+        "io.reconcile.stack label) under other tags, and the alias tags it created for base images it no longer "
+        "uses. An image a container uses is kept.",
+    )
 
 
 class NetworkSection(_Strict):
@@ -92,6 +108,12 @@ class NetworkSection(_Strict):
     )
     internal_probes: list[str] | None = Field(
         None, description="URLs; absent: the internal registry's /v2/ over https, then http."
+    )
+    mirror: bool = Field(
+        False,
+        description="External networks: every base image must also be in the internal registry at the name an "
+        "internal network pulls (harbor_paths included), the same manifest (pulled, tagged and pushed when missing "
+        "or different). No effect on an internal network.",
     )
     harbor_paths: dict[str, str] = Field(
         default_factory=dict,
