@@ -21,6 +21,7 @@ class ObservedImages:
     tags: dict[ImageRef, str] = field(default_factory=dict)  # repo:tag -> image ID
     digests: dict[ImageRef, str] = field(default_factory=dict)  # repo@digest -> image ID
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image ID -> labels
+    platforms: dict[str, str] = field(default_factory=dict)  # image ID -> os/arch[/variant], read when wanted
 
     def image_id(self, ref: ImageRef) -> str | None:
         """The local image ``ref`` resolves to; a digest reference only by its repo digest."""

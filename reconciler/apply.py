@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from . import builds, files
+from . import builds, files, platforms
 from .context import HashCache, context_record, pack
 from .errors import BuildError, EngineError, NotFoundError, ReconcileError
 from .plan import (
@@ -262,7 +262,19 @@ def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: flo
     error: EngineError | None = None
     for attempt in range(1, PULL_ATTEMPTS + 1):
         try:
-            image_id = engine.pull(action.image, lambda event: report.progress(action, event))
+            image_id = engine.pull(action.image, lambda event: report.progress(action, event), action.platform)
+            have = platforms.of_image(engine.inspect(image_id)) if action.platform else None
+            if not platforms.matches(have, action.platform):
+                # A registry without that platform serves its one image anyway (the daemon only warns).
+                return Outcome(
+                    action,
+                    "failed",
+                    f"pull {action.image} failed",
+                    after=image_id,
+                    error=f"the registry serves {action.image} for {have} only, not {action.platform}",
+                    hint="push an image for that platform there, or change [stack] / [services.X] platform",
+                    seconds=time.monotonic() - start,
+                )
             return Outcome(
                 action,
                 "succeeded",
@@ -448,6 +460,7 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
                 target=spec.target,
                 nocache=action.nocache,
                 network=spec.network,
+                platform=spec.platform,
                 on_event=lambda event: report.progress(action, {k: _hidden(v, hide) for k, v in event.items()}),
             )
     except BuildError as exc:

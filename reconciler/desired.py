@@ -117,6 +117,7 @@ class Presence:
 
     ref: ImageRef
     serves: tuple[ImageRef, ...]  # the base images it provides
+    platform: str | None = None  # pulled for this platform; None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,17 @@ class DesiredState:
 
 
 def desired_state(
-    bases: list[BaseImage], network: NetworkDecision, harbor_paths: Mapping[str, str] | None = None
+    bases: list[BaseImage],
+    network: NetworkDecision,
+    harbor_paths: Mapping[str, str] | None = None,
+    platform: str | None = None,
 ) -> DesiredState:
     """The rules of the network section of the docs, one base image at a time.
 
     ``harbor_paths`` is ``NetworkSection.harbor_paths``: canonical repository name
     (``docker.io/library/redis``) -> its path under the internal registry.  Only
     internal mode pulls from that registry, so only internal mode reads it.
+    ``platform`` (``[stack] platform``): what every base image is pulled for.
     """
     presence: dict[ImageRef, list[ImageRef]] = {}
     aliases: dict[ImageRef, Alias] = {}
@@ -210,7 +215,7 @@ def desired_state(
                 )
             aliases[alias] = Alias(alias=alias, source=source, base=ref)
     return DesiredState(
-        presence=[Presence(ref, tuple(dict.fromkeys(serves))) for ref, serves in presence.items()],
+        presence=[Presence(ref, tuple(dict.fromkeys(serves)), platform) for ref, serves in presence.items()],
         aliases=list(aliases.values()),
         warnings=list(dict.fromkeys(warnings)),
     )
@@ -259,18 +264,26 @@ def mirror_targets(
     return list(uploads.values()), warnings
 
 
-def add_node_images(state: DesiredState, services: Mapping[str, ImageRef], network: NetworkDecision) -> None:
-    """``role = "node"``: each service image is pulled from the internal registry and tagged with
-    its own name and its alias, as an internal network does for a base image."""
+def add_node_images(
+    state: DesiredState,
+    services: Mapping[str, ImageRef],
+    network: NetworkDecision,
+    platforms: Mapping[str, str | None] | None = None,
+) -> None:
+    """``role = "node"``: each service image is pulled from the internal registry (for the
+    service's ``platforms``) and tagged with its own name and its alias, as an internal network
+    does for a base image."""
     for name, image in services.items():
         source = registry_name(image, network.registry)
         wanted = [image] if image != source else []
         alias = _alias(image, network.alias_prefix, BaseImage(image, ()), state.warnings)
         presence = next((p for p in state.presence if p.ref == source), None)
         if presence is None:
-            state.presence.append(Presence(source, (image,)))
+            state.presence.append(Presence(source, (image,), (platforms or {}).get(name)))
         elif image not in presence.serves:
-            state.presence[state.presence.index(presence)] = Presence(source, (*presence.serves, image))
+            state.presence[state.presence.index(presence)] = Presence(
+                source, (*presence.serves, image), presence.platform
+            )
         known = {a.alias: a for a in state.aliases}
         for ref in filter(None, [*wanted, alias]):
             if ref in known and known[ref].source != source:

@@ -76,7 +76,7 @@ class Engine:
         with self._errors("list images"):
             return self._client().images()
 
-    def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
+    def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None, platform: str | None = None) -> str:
         """Pull ``ref`` and return the local image ID it now resolves to.
 
         docker-py's ``pull()`` streams with ``timeout=None``, so a registry that stops
@@ -91,7 +91,7 @@ class Engine:
             with _on_timeout(lambda: self._stalled(f"pulling {ref}")):
                 response = api._post(
                     api._url("/images/create"),
-                    params={"fromImage": name, "tag": what},
+                    params={"fromImage": name, "tag": what, **({"platform": platform} if platform else {})},
                     headers=_registry_auth(api, name),
                     stream=True,
                     timeout=self.stall_timeout,
@@ -129,6 +129,11 @@ class Engine:
         if not isinstance(digest, str) or not digest.startswith("sha256:"):
             raise EngineError(f"the daemon's answer for {ref} has no manifest digest")
         return digest
+
+    def inspect(self, image_id: str) -> dict:
+        """``GET /images/{id}/json``: what the image list leaves out (its platform)."""
+        with self._errors("inspect image"):
+            return self._client().inspect_image(image_id)
 
     def has_onbuild(self, ref: ImageRef) -> bool:
         """Whether the local image carries ONBUILD triggers (they read the child's context)."""
@@ -200,6 +205,7 @@ class Engine:
         target: str | None = None,
         nocache: bool = False,
         network: str | None = None,
+        platform: str | None = None,
         on_event: Callable[[dict], None] | None = None,
     ) -> str:
         """Build with BuildKit and tag the result; return its image ID.
@@ -223,6 +229,8 @@ class Engine:
             params["target"] = target
         if network:
             params["networkmode"] = network
+        if platform:
+            params["platform"] = platform
         tail: deque[str] = deque(maxlen=BUILD_LOG_LINES)
         announced: set[str] = set()
         image_id = None

@@ -88,7 +88,8 @@ def prepare(
     build context: its service images are pulled from the internal registry."""
     found = discover(stack, network=network, registry=registry, tag=tag)
     harbor_paths = found.stack.config.network.harbor_paths
-    state = desired_mod.desired_state(found.bases, found.network, harbor_paths)
+    platform = found.stack.config.stack.platform
+    state = desired_mod.desired_state(found.bases, found.network, harbor_paths, platform)
     if images:
         return _images_run(found, state, images, host)
     names = {s.name for s in found.stack.services}
@@ -108,7 +109,8 @@ def prepare(
         raise InputError(f"--role {role[:40]!r} is no role", where="command line", hint="use builder or node")
     if role == "node":
         images = {name: parse(s.image) for s in found.stack.services for name in (s.name, *s.also)}
-        desired_mod.add_node_images(state, images, found.network)
+        platforms = {name: s.platform for s in found.stack.services for name in (s.name, *s.also)}
+        desired_mod.add_node_images(state, images, found.network, platforms)
     else:
         # --only without write: the builds read the files as they are now, not as the writes would leave them.
         writes = found.files if not only or "write" in only else []
@@ -150,7 +152,8 @@ def _images_run(found: Discovered, stack_state: DesiredState, images: list[str],
         bases.append(used.get(ref) or BaseImage(ref, ()))
         if ref not in used and ref not in named:
             notes.append(f"{ref} is not used by the stack: tagged as given")
-    state = desired_mod.desired_state(bases, found.network, found.stack.config.network.harbor_paths)
+    config = found.stack.config
+    state = desired_mod.desired_state(bases, found.network, config.network.harbor_paths, config.stack.platform)
     state.warnings += notes
     return Run(found.stack, bases, found.network, state, host)
 
@@ -208,6 +211,7 @@ class Observation:
 
 def observe_state(run: Run) -> Observation:
     images = observe(run.engine.list_images())
+    _observe_platforms(run, images)
     files = observe_files([f.dest for f in run.desired.files])
     observation = Observation(images, files, api_version=run.engine.api_version)
     if run.refresh_remote:
@@ -225,6 +229,22 @@ def observe_state(run: Run) -> Observation:
         observation.containers = observe_containers(run.engine.list_containers())
         observation.created = AliasRecord(daemon_key(run)).created(run.desired.prune)
     return observation
+
+
+def _observe_platforms(run: Run, images: ObservedImages) -> None:
+    """The platform of each local image a platform is wanted for: one inspect each (the image
+    list has none), at most 8 at a time, and only when the stack names a platform."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import platforms
+
+    wanted = [p.ref for p in run.desired.presence if p.platform] + [s.image for s in run.desired.builds if s.platform]
+    ids = sorted({i for i in map(images.image_id, wanted) if i})
+    if not ids:
+        return
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = pool.map(lambda image_id: platforms.of_image(run.engine.inspect(image_id)), ids)
+        images.platforms.update({i: p for i, p in zip(ids, found, strict=True) if p})
 
 
 def daemon_key(run: Run) -> str:

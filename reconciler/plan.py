@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from . import builds as b
+from . import platforms
 from .actual import ObservedFiles, ObservedImages, ObservedRegistry
 from .builds import BuildSpec
 from .context import dockerfile_in_context
@@ -56,13 +57,15 @@ class PullAction(Action):
     kind: ClassVar[str] = "pull"
     image: ImageRef = None  # type: ignore[assignment]
     serves: tuple[ImageRef, ...] = ()
+    platform: str | None = None  # pulled for this platform; None: the daemon's
 
     @property
     def symbol(self) -> str:  # type: ignore[override]
         return "~" if self.before else "+"  # remote-changed: the local copy is replaced
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "image": self.image.familiar, "serves": [r.familiar for r in self.serves]}
+        found = {**super().to_json(), "image": self.image.familiar, "serves": [r.familiar for r in self.serves]}
+        return {**found, "platform": self.platform} if self.platform else found
 
 
 @dataclass
@@ -305,6 +308,21 @@ def plan(
     for need in desired.presence:
         image_id = observed.image_id(need.ref)
         upstream = remote.get(need.ref)
+        have = observed.platforms.get(image_id or "")
+        if image_id and not platforms.matches(have, need.platform):
+            result.actions.append(
+                PullAction(
+                    address=pull_address(need.ref),
+                    reason="platform-differs",
+                    detail=f"the local image is {have}, want {need.platform}",
+                    before=image_id,
+                    image=need.ref,
+                    serves=need.serves,
+                    platform=need.platform,
+                )
+            )
+            pulled.add(need.ref)
+            continue
         if image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
             local = _local_copy(need.ref, image_id, observed)
             result.actions.append(
@@ -315,6 +333,7 @@ def plan(
                     before=image_id,
                     image=need.ref,
                     serves=need.serves,
+                    platform=need.platform,
                 )
             )
             pulled.add(need.ref)
@@ -332,6 +351,7 @@ def plan(
                 detail="not present locally" + (f"; provides {serves}" if serves else ""),
                 image=need.ref,
                 serves=need.serves,
+                platform=need.platform,
             )
         )
         pulled.add(need.ref)
@@ -553,8 +573,11 @@ def _plan_builds(desired, observed, result, replace, force, previous, runs: set[
         labels = observed.labels.get(current, {}) if current else {}
         label = labels.get(b.LABEL_INPUTS)
         forced = force or spec.service in replace
+        have = observed.platforms.get(current or "")
         if current is None:
             reason, detail = "missing", f"{spec.image} is not present"
+        elif not platforms.matches(have, spec.platform):
+            reason, detail = "platform-differs", f"{spec.image} is {have}, want {spec.platform}"
         elif forced:
             reason, detail = ("force" if force else "replace-requested"), "rebuild requested, without the build cache"
         elif label is None:

@@ -69,10 +69,12 @@ def fingerprint(run: Run, seen: Observation) -> dict:
 
 
 def _lifecycle(run: Run, seen: Observation) -> dict:
-    """What pushes, mirrors and prune read: the internal registry's digests, the containers
-    using images, the record of created aliases.  Absent when none of them is on, so older
-    saved plans keep their fingerprint."""
+    """What platforms, pushes, mirrors and prune read: the images' platforms, the internal
+    registry's digests, the containers using images, the record of created aliases.  Absent
+    when none of them is on, so older saved plans keep their fingerprint."""
     found: dict = {}
+    if seen.images.platforms:  # read only when the stack names a platform
+        found["platforms"] = dict(sorted(seen.images.platforms.items()))
     targets = [u.target for u in [*run.desired.pushes, *run.desired.mirrors]]
     if targets:
         found["registry"] = {
@@ -239,6 +241,7 @@ _WHAT = {
     "containers": "the containers of image {key}",
     "created": "the recorded alias {key}",
     "all_images": "the daemon's images",
+    "platforms": "the platform of image {key}",
     "daemon": "the daemon",
     "network": "network {key}",
 }

@@ -71,6 +71,11 @@ class StackSection(_Strict):
     build_network: str | None = Field(
         None, description="Network of RUN steps (`none`, `host`, or a network name) [default: the daemon's]."
     )
+    platform: str | None = Field(
+        None,
+        description="Platform of every pull and build (`linux/amd64`, `linux/arm64`), under each service's own; "
+        "part of the inputs hash; a local image of another platform is drift [default: the daemon's].",
+    )
     role: Literal["builder", "node"] = Field(
         "builder",
         description="`builder` builds the service images; `node` builds nothing and pulls each one from the "
@@ -87,6 +92,22 @@ class StackSection(_Strict):
         "io.reconcile.stack label) under other tags, and the alias tags it created for base images it no longer "
         "uses. An image a container uses is kept.",
     )
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        return _platform(value)
+
+
+def _platform(value: str | None) -> str | None:
+    from .platforms import normalize
+
+    if value is None:
+        return None
+    found = normalize(value)
+    if found is None:
+        raise ValueError(f"{value[:60]!r} is not a platform: use OS/ARCH[/VARIANT], like linux/amd64")
+    return found
 
 
 class NetworkSection(_Strict):
@@ -188,6 +209,12 @@ class ServiceSection(_Strict):
     target: str | None = Field(None, description="Build stage.")
     build_args: dict[str, str] = Field(default_factory=dict)
     image: str | None = Field(None, description="Image name instead of image_prefix + service name.")
+    platform: str | None = Field(None, description="Platform of its build (and of its pull on a node).")
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        return _platform(value)
 
 
 class _FileEntry(_Strict):
@@ -235,6 +262,7 @@ class Service(BaseModel):
     target: str | None = None
     build_args: dict[str, str] = {}
     image: str
+    platform: str | None = None  # its own, else the stack's; None: the daemon's
     also: tuple[str, ...] = ()  # compose services building the same image with the same definition
     origin: str = ""  # where it is defined, for messages
 
@@ -469,6 +497,8 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
             layer["args"] = {**layer.get("args", {}), **explicit.build_args}
         if "image" in given:
             layer["explicit_image"] = explicit.image
+        if "platform" in given:
+            layer["platform"] = explicit.platform
     if partial:
         layers = {name: layer for name, layer in layers.items() if "context" in layer}
     for name in cfg.exclude:
@@ -514,7 +544,7 @@ def _names(layers) -> str:
 
 
 def _definition(service: Service) -> tuple:
-    return (service.context, service.dockerfile, service.target, service.build_args)
+    return (service.context, service.dockerfile, service.target, service.build_args, service.platform)
 
 
 def _discover(stack: Stack, tree, layers: dict[str, dict]) -> None:
@@ -587,6 +617,7 @@ def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
         target=layer.get("target"),
         build_args=args,
         image=image_ref.familiar,
+        platform=layer.get("platform") or cfg.platform,
         origin=layer["origin"],
     )
 

@@ -9,10 +9,15 @@ internal registry; the images are read back through docker-py and the registry's
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import tarfile
 import uuid
 
 import pytest
 
+from reconciler.builds import LABEL_PARTS
 from tests import harness
 from tests.conftest import tags
 from tests.integration.test_builds import apply_json, four_steps, plan_json, reasons, three_services
@@ -282,3 +287,71 @@ def test_a_saved_plan_with_push_and_prune_is_refused_when_the_registry_changed_b
     assert done.code == 0, done.out + done.err
     assert "3 built, 3 pushed, 3 removed, 0 failed" in done.out
     assert "t-base:v1" not in tags(daemon)
+
+
+def _load_for(engine, platform: str, ref: str) -> str:
+    """A local image of another platform under ``ref``: a ``docker save`` archive written here
+    (one layer, a config naming that platform) and loaded (``docker import`` ignores --platform)."""
+    os_, arch, *variant = platform.split("/")
+    layer = harness._rootfs_tar(ref, platform) + b"\0" * 1024
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = {
+        "architecture": arch,
+        "os": os_,
+        **({"variant": variant[0]} if variant else {}),
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }
+    config_bytes = json.dumps(config).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    manifest = [{"Config": config_name, "RepoTags": [ref], "Layers": ["layer/layer.tar"]}]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in (
+            ("layer/layer.tar", layer),
+            (config_name, config_bytes),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    api = engine.api()
+    try:
+        for line in api.load_image(archive.getvalue()):  # a stream: loaded once it is read to the end
+            assert "error" not in line, line
+        return api.inspect_image(ref)["Id"]
+    finally:
+        api.close()
+
+
+def test_a_platform_is_passed_to_pulls_and_builds_and_an_image_of_another_is_drift(cli, daemon, make_stack):
+    stack = three_services(make_stack, toml='platform = "linux/amd64"\n')
+    plan, _ = four_steps(cli, stack, env=EXTERNAL)
+    assert {a.get("platform") for a in plan["actions"] if a["kind"] == "pull"} == {"linux/amd64"}
+    api = daemon.api()
+    try:
+        assert "platform" in json.loads(api.inspect_image("t-base:latest")["Config"]["Labels"][LABEL_PARTS])
+    finally:
+        api.close()
+
+    # Someone put an arm64 image under the base image's name: the plan pulls the stack's platform again.
+    arm = _load_for(daemon, "linux/arm64", "redis:7-alpine")
+    plan, applied = four_steps(cli, stack, env=EXTERNAL)
+    assert [(a["address"], a["reason"]) for a in plan["actions"]][:2] == [
+        ("pull[redis:7-alpine]", "platform-differs"),
+        ("tag[localhost/redis:7-alpine]", "moved"),
+    ]
+    assert plan["actions"][0]["detail"] == "the local image is linux/arm64, want linux/amd64"
+    assert plan["actions"][0]["before"] == arm
+    assert tags(daemon)["redis:7-alpine"] != arm
+    assert applied.summary["pulled"] == 1
+
+
+def test_a_platform_no_registry_serves_fails_the_pull(cli, daemon, make_stack):
+    stack = make_stack({"svc": "FROM busybox:1.36\n"}, toml='platform = "linux/s390x"\n')
+    done = apply_json(cli, stack, env=EXTERNAL)
+    assert done.code == 1
+    pull = done.outcomes["pull[busybox:1.36]"]
+    assert pull["status"] == "failed"
+    assert pull["error"] == "the registry serves busybox:1.36 for linux/amd64 only, not linux/s390x"
+    assert done.outcomes["build[svc]"]["status"] == "skipped"

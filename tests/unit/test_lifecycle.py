@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import builds as b
+from reconciler import platforms
 from reconciler.actual import ObservedRegistry, observe, observe_containers
 from reconciler.aliases import AliasRecord
 from reconciler.builds import BuildSpec
@@ -401,3 +402,85 @@ def test_the_alias_record_is_kept_per_daemon_and_stack(tmp_path):
     assert json.loads(record.path.read_text())["stacks"]["u"] == {"localhost/nginx:1": OTHER}
     record.path.write_text("{not json")
     assert record.created("t") == {}  # a damaged record: prune leaves every alias alone
+
+
+# -- platform -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("linux/amd64", "linux/amd64"),
+        ("Linux/x86_64", "linux/amd64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7"),
+        ("linux/arm/v6", "linux/arm/v6"),
+        ("windows/amd64", "windows/amd64"),
+        ("amd64", None),
+        ("linux/amd64/v2/x", None),
+        ("", None),
+    ],
+)
+def test_platforms_are_compared_in_containerds_normal_form(text, expected):
+    assert platforms.normalize(text) == expected
+
+
+def test_an_images_platform_comes_from_its_inspect():
+    assert platforms.of_image({"Os": "linux", "Architecture": "arm64", "Variant": "v8"}) == "linux/arm64"
+    assert platforms.of_image({"Os": "linux", "Architecture": "arm", "Variant": "v6"}) == "linux/arm/v6"
+    assert platforms.of_image({}) is None
+    assert platforms.matches(None, "linux/amd64") and platforms.matches("linux/amd64", None)
+
+
+def test_a_stack_platform_is_validated_and_normalized():
+    from reconciler.stack import StackFile
+
+    found = StackFile.model_validate(
+        {"stack": {"name": "t", "platform": "linux/x86_64"}, "services": {"a": {"platform": "linux/aarch64"}}}
+    )
+    assert (found.stack.platform, found.services["a"].platform) == ("linux/amd64", "linux/arm64")
+    with pytest.raises(ValueError, match="is not a platform: use OS/ARCH"):
+        StackFile.model_validate({"stack": {"name": "t", "platform": "amd64"}})
+
+
+def test_a_base_image_of_another_platform_is_pulled_again_for_the_stacks():
+    network = _network()
+    desired = desired_state(_bases("redis:7"), network, platform="linux/arm64")
+    seen = observe([{"Id": IMAGE, "RepoTags": ["redis:7", "localhost/redis:7"], "RepoDigests": []}])
+    assert plan(desired, seen, network).empty  # its platform unknown (not read): no drift claimed
+    seen.platforms[IMAGE] = "linux/amd64"
+    pull, tag = plan(desired, seen, network).actions
+    assert (pull.address, pull.reason, pull.before, pull.platform) == (
+        "pull[redis:7]",
+        "platform-differs",
+        IMAGE,
+        "linux/arm64",
+    )
+    assert pull.detail == "the local image is linux/amd64, want linux/arm64"
+    assert pull.to_json()["platform"] == "linux/arm64"
+    assert (tag.address, tag.depends_on) == ("tag[localhost/redis:7]", ["pull[redis:7]"])
+    seen.platforms[IMAGE] = "linux/arm64/v8"
+    assert plan(desired, seen, network).empty
+    assert "platform" not in plan(desired_state(_bases("redis:7"), network), observe([]), network).actions[0].to_json()
+
+
+def test_a_service_platform_is_in_its_inputs_and_an_image_of_another_is_rebuilt():
+    spec = _spec()
+    assert "platform" not in b.record(spec, {})  # no platform: the hashes stay as they were
+    arm = BuildSpec(**{**spec.__dict__, "platform": "linux/arm64"})
+    assert b.record(arm, {})["platform"] == "linux/arm64"
+    assert b.digest(b.record(arm, {})) != b.digest(b.record(spec, {}))
+    old_parts = b.parts(b.record(spec, {}))
+    assert b.changed_parts(old_parts, b.record(arm, {})) == ["platform"]
+    assert b.changed_parts(b.parts(b.record(arm, {})), b.record(spec, {})) == ["platform"]
+    assert b.describe_changes(["platform"], None, b.record(arm, {})) == "platform is now linux/arm64"
+
+    image = _built(arm)
+    seen = observe([image])
+    seen.platforms[IMAGE] = "linux/amd64"
+    [build] = plan(DesiredState(builds=[arm]), seen, _network()).actions
+    assert (build.reason, build.detail) == ("platform-differs", "t-base:v1 is linux/amd64, want linux/arm64")
+    seen.platforms[IMAGE] = "linux/arm64"
+    assert plan(DesiredState(builds=[arm]), seen, _network()).empty
