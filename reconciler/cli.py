@@ -493,6 +493,51 @@ def tag_localhost(
 
 
 @app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the archives and their manifest (created).")],
+    stack: StackOpt = None,
+    host: HostOpt = None,
+    network: NetworkOpt = None,
+    registry: RegistryOpt = None,
+    tag: TagOpt = None,
+    role: RoleOpt = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Write every image the stack needs on a host of its network and role (base images, aliases, service
+    images) as `docker save` archives with a manifest, for an air-gapped host: `reconcile import` loads them.
+
+    An archive of the same image with the same names is not written again."""
+    from . import offline, output
+
+    run = pipeline.prepare(
+        stack, network=network, registry=registry, host=host, tag=tag, role=role.value if role else None
+    )
+    report = offline.export(run, out)
+    output.render_offline(report, "Export", json_)
+    return 0 if report.ok else 1
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A folder written by `reconcile export`.")],
+    host: HostOpt = None,
+    json_: JsonOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
+) -> int:
+    """Load the archives of `reconcile export` whose images the daemon lacks, and give every image all its
+    names (aliases included). An image present under every name is not loaded again."""
+    from . import offline, output
+    from .engine import Engine
+    from .lock import hold
+
+    engine = Engine(host)
+    with hold(engine.info().get("ID") or engine.host, "reconcile import", timeout=lock_timeout):
+        report = offline.import_(engine, folder)
+    output.render_offline(report, "Import", json_)
+    return 0 if report.ok else 1
+
+
+@app.command()
 def images(
     stack: StackOpt = None, network: NetworkOpt = None, registry: RegistryOpt = None, json_: JsonOpt = False
 ) -> int:

@@ -189,6 +189,31 @@ class Engine:
             answer = self._client().remove_image(ref.familiar)
         return any(isinstance(entry, dict) and "Deleted" in entry for entry in answer or [])
 
+    def save(self, names: list[str], out: IO[bytes]) -> None:
+        """``docker save NAME...`` into ``out``: one archive holding the image and every name given
+        (``GET /images/get?names=...``), streamed, so its size costs no memory."""
+        with self._errors("save", None):
+            api = self._client()
+            response = api._get(api._url("/images/get"), params={"names": names}, stream=True)
+            with response:
+                api._raise_for_status(response)
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    out.write(chunk)
+
+    def load(self, archive: IO[bytes]) -> list[str]:
+        """``docker load``: the names (or IDs) the daemon reports loaded."""
+        loaded = []
+        with self._errors("load", None):
+            api = self._client()
+            for event in api.load_image(archive):
+                if "error" in event:
+                    raise EngineError(f"load failed: {event['error']}")
+                stream = str(event.get("stream", ""))
+                for prefix in ("Loaded image: ", "Loaded image ID: "):
+                    if stream.startswith(prefix):
+                        loaded.append(stream[len(prefix) :].strip())
+        return loaded
+
     def list_containers(self) -> list[dict]:
         """Every container, whatever its state: one ``GET /containers/json?all=1``."""
         with self._errors("list containers"):

@@ -196,6 +196,23 @@ def apply_json(plan: Plan, result: ApplyResult) -> dict:
     }
 
 
+def render_offline(report, verb: str, as_json: bool) -> None:
+    """``export`` / ``import``: a line per image, then the counts (or one JSON document)."""
+    if as_json:
+        emit_json(report.to_json())
+        return
+    marks = {"written": "+", "loaded": "+", "tagged": "~", "unchanged": "=", "failed": "✗"}
+    for warning in report.warnings:
+        emit(f"Warning: {printable(warning)}", sys.stderr)
+    for moved in report.moved:
+        emit(f"  {marks[moved.status]} {printable(moved.message)}")
+        if moved.error:
+            emit(f"      error: {printable(moved.error)}")
+    counts = ", ".join(f"{n} {status}" for status, n in report.summary().items() if n and status != "total")
+    head = f"{verb} complete!" if report.ok else f"{verb} finished with errors."
+    emit(f"\n{head} {counts or 'nothing to do'}; {report.summary()['total']} image(s) in {report.folder}.")
+
+
 def render_images(bases: list[BaseImage], rel) -> None:
     for base in bases:
         emit(str(base.ref))

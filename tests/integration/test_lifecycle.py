@@ -355,3 +355,50 @@ def test_a_platform_no_registry_serves_fails_the_pull(cli, daemon, make_stack):
     assert pull["status"] == "failed"
     assert pull["error"] == "the registry serves busybox:1.36 for linux/amd64 only, not linux/s390x"
     assert done.outcomes["build[svc]"]["status"] == "skipped"
+
+
+def test_export_and_import_round_trip_onto_an_emptied_daemon(cli, daemon, make_stack, tmp_path):
+    stack = three_services(make_stack)
+    assert apply_json(cli, stack, env=EXTERNAL).code == 0
+    before = tags(daemon)
+    folder = tmp_path / "offline"
+
+    first = cli("export", "-s", str(stack), "--out", str(folder), "--json", env=EXTERNAL)
+    assert first.code == 0, first.err
+    exported = first.json()
+    assert exported["summary"]["written"] == 5 and exported["summary"]["total"] == 5
+    names = sorted(t for image in exported["images"] for t in image["tags"])
+    bases = ["redis:7-alpine", "localhost/redis:7-alpine", "nginx:stable", "localhost/nginx:stable"]
+    assert names == sorted([*bases, "t-base:latest", "t-app:latest", "t-other:latest"])
+    stamps = {p.name: p.stat().st_mtime_ns for p in (folder / "images").iterdir()}
+    # Again: the same images, the same names: nothing is written.
+    again = cli("export", "-s", str(stack), "--out", str(folder), "--json", env=EXTERNAL).json()
+    assert again["summary"] == {"written": 0, "loaded": 0, "tagged": 0, "unchanged": 5, "failed": 0, "total": 5}
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "images").iterdir()} == stamps
+
+    harness.reset_images(daemon)
+    loaded = cli("import", str(folder))
+    assert loaded.code == 0, loaded.out + loaded.err
+    assert "Import complete! 5 loaded; 5 image(s)" in loaded.out
+    assert {t: i for t, i in tags(daemon).items() if t in names} == {t: before[t] for t in names}
+    # Nothing left for the stack to do, and nothing for a second import.
+    plan = cli("plan", "--json", "--detailed-exitcode", "-s", str(stack), env=EXTERNAL)
+    assert plan.code == 0, plan.out
+    assert "Import complete! 5 unchanged" in cli("import", str(folder)).out
+
+    # A name moved away on the daemon is put back by tagging, without loading again.
+    api = daemon.api()
+    try:
+        api.remove_image("localhost/redis:7-alpine")
+    finally:
+        api.close()
+    fixed = cli("import", str(folder))
+    assert "~ tagged localhost/redis:7-alpine" in fixed.out and "1 tagged, 4 unchanged" in fixed.out
+
+
+def test_export_refuses_a_stack_whose_images_are_not_all_there(cli, daemon, make_stack, tmp_path):
+    stack = three_services(make_stack)
+    result = cli("export", "-s", str(stack), "--out", str(tmp_path / "out"), env=EXTERNAL)
+    assert result.code == 1
+    assert "not on the daemon, so not exported: nginx:stable, redis:7-alpine, localhost/nginx:stable" in result.err
+    assert "reconcile apply" in result.err and "\n" not in result.err.strip()

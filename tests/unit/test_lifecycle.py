@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import builds as b
-from reconciler import platforms
+from reconciler import offline, platforms
 from reconciler.actual import ObservedRegistry, observe, observe_containers
 from reconciler.aliases import AliasRecord
 from reconciler.builds import BuildSpec
@@ -484,3 +484,47 @@ def test_a_service_platform_is_in_its_inputs_and_an_image_of_another_is_rebuilt(
     assert (build.reason, build.detail) == ("platform-differs", "t-base:v1 is linux/amd64, want linux/arm64")
     seen.platforms[IMAGE] = "linux/arm64"
     assert plan(DesiredState(builds=[arm]), seen, _network()).empty
+
+
+# -- export / import ----------------------------------------------------------------------------
+
+
+def _manifest(tmp_path, images) -> Path:
+    document = {"format_version": "1.0", "kind": offline.KIND, "stack": "t", "network": "external", "images": images}
+    (tmp_path / offline.MANIFEST).write_text(json.dumps(document))
+    return tmp_path
+
+
+def test_an_export_manifest_is_read_back_as_archives(tmp_path):
+    folder = _manifest(tmp_path, [{"archive": "images/a.tar", "image_id": IMAGE, "tags": ["redis:7"], "size": 3}])
+    [archive] = offline._read_manifest(folder)
+    assert (archive.path, archive.image_id, archive.tags, archive.size) == (
+        "images/a.tar",
+        IMAGE,
+        [parse("redis:7")],
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ([{"archive": "../../etc/passwd", "image_id": IMAGE, "tags": []}], "leaves the folder"),
+        ([{"archive": "/etc/passwd", "image_id": IMAGE, "tags": []}], "leaves the folder"),
+        ([{"archive": "images/a.tar", "image_id": IMAGE, "tags": ["Not A Name"]}], "export manifest is damaged"),
+        ([{"image_id": IMAGE, "tags": []}], "export manifest is damaged: 'archive'"),
+    ],
+)
+def test_a_damaged_or_escaping_export_manifest_is_refused_in_one_line(tmp_path, images, message):
+    with pytest.raises(InputError) as refused:
+        offline._read_manifest(_manifest(tmp_path, images))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_folder_without_a_manifest_is_refused_for_import_and_empty_for_export(tmp_path):
+    with pytest.raises(InputError, match="no export manifest here"):
+        offline._read_manifest(tmp_path)
+    assert offline._read_manifest(tmp_path, missing_ok=True) == []
+    (tmp_path / offline.MANIFEST).write_text('{"kind": "reconcile-saved-plan"}')
+    with pytest.raises(InputError, match="not a reconcile export manifest"):
+        offline._read_manifest(tmp_path)
