@@ -352,13 +352,17 @@ def apply(
 
 
 def record_aliases(run: Run, outcomes) -> None:
-    """Keep the per-daemon record of the alias tags this stack created (prune reads it): the
-    ones apply created, and the recorded ones it moved; drop the ones it untagged."""
+    """Keep the per-daemon record of the alias tags this stack created for its base images
+    (prune reads it): the ones apply created, and the recorded ones it moved; drop the ones it
+    untagged.  An alias ``tag-localhost IMAGE`` made for an image the stack does not use is
+    not the stack's."""
     from .aliases import AliasRecord
     from .plan import RemoveAction, TagAction, UntagAction
 
+    used = {b.ref for b in run.bases if b.used_by}
+    bases = {a.alias for a in run.desired.aliases if a.base in used}
     done = [o for o in outcomes if o.status == "succeeded"]
-    tagged = [o for o in done if isinstance(o.action, TagAction) and o.after]
+    tagged = [o for o in done if isinstance(o.action, TagAction) and o.after and o.action.image in bases]
     gone = [
         ref
         for o in done

@@ -259,6 +259,15 @@ def test_prune_is_off_by_default_and_never_touches_a_tag_the_stack_did_not_creat
     (stack / "src/other/Dockerfile").write_text("FROM busybox:1.36\nCOPY other.txt /other.txt\n")
     plan = plan_json(cli, stack, "--tag", "v2", env=EXTERNAL)
     assert [a for a in plan["actions"] if a["kind"] in ("untag", "remove")] == []
+    # An alias tag-localhost made for an image the stack does not use is not the stack's either.
+    api = daemon.api()
+    try:
+        for line in api.pull("osixia/openldap", tag="stable", stream=True, decode=True):
+            assert "error" not in line
+    finally:
+        api.close()
+    made = cli("tag-localhost", "-s", str(stack), "osixia/openldap:stable", env=EXTERNAL)
+    assert made.code == 0 and "localhost/osixia/openldap:stable" in tags(daemon), made.out + made.err
     plan = plan_json(cli, stack, "--tag", "v2", "--prune", env=EXTERNAL)
     assert [a["address"] for a in plan["actions"] if a["kind"] in ("untag", "remove")] == [
         "remove[t-app:v1]",
