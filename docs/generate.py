@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COMMANDS = ["plan", "apply", "show", "tag-localhost", "images", "env", "schema"]
+COMMANDS = ["plan", "apply", "show", "tag-localhost", "export", "import", "images", "env", "schema"]
 
 
 def _run(*args: str) -> str:

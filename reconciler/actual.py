@@ -21,6 +21,7 @@ class ObservedImages:
     tags: dict[ImageRef, str] = field(default_factory=dict)  # repo:tag -> image ID
     digests: dict[ImageRef, str] = field(default_factory=dict)  # repo@digest -> image ID
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image ID -> labels
+    platforms: dict[str, str] = field(default_factory=dict)  # image ID -> os/arch[/variant], read when wanted
 
     def image_id(self, ref: ImageRef) -> str | None:
         """The local image ``ref`` resolves to; a digest reference only by its repo digest."""
@@ -32,6 +33,25 @@ class ObservedImages:
         """Whether the local image of ``ref`` is the one ``repo@digest`` names (its RepoDigests)."""
         image_id = self.image_id(ref)
         return image_id is not None and self.digests.get(ImageRef(ref.domain, ref.path, None, digest)) == image_id
+
+
+@dataclass
+class ObservedRegistry:
+    """The internal registry, asked through the daemon for each push and mirror target."""
+
+    digests: dict[ImageRef, str | None] = field(default_factory=dict)  # target -> manifest digest; None: absent
+    errors: dict[ImageRef, str] = field(default_factory=dict)  # target -> why it could not be asked
+
+
+def observe_containers(listing: list[dict]) -> dict[str, list[str]]:
+    """Image ID -> the names of the containers (any state) made from it (``GET /containers/json?all=1``)."""
+    users: dict[str, list[str]] = {}
+    for container in listing:
+        image_id = container.get("ImageID")
+        names = [n.lstrip("/") for n in container.get("Names") or []] or [str(container.get("Id", ""))[:12]]
+        if image_id:
+            users.setdefault(image_id, []).append(names[0])
+    return {image_id: sorted(names) for image_id, names in users.items()}
 
 
 def observe(listing: list[dict]) -> ObservedImages:

@@ -18,10 +18,21 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from . import builds, files
+from . import builds, files, platforms
 from .context import HashCache, context_record, pack
 from .errors import BuildError, EngineError, NotFoundError, ReconcileError
-from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction, short_id
+from .plan import (
+    Action,
+    BuildAction,
+    Plan,
+    PullAction,
+    PushAction,
+    RemoveAction,
+    TagAction,
+    UntagAction,
+    WriteAction,
+    short_id,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine  # docker-py loads only when a daemon is used
@@ -76,7 +87,16 @@ class ApplyResult:
         return not self.interrupted and self.verify_error is None
 
     def summary(self) -> dict[str, int]:
-        done = {"pull": "pulled", "tag": "tagged", "build": "built", "write": "written"}
+        done = {
+            "pull": "pulled",
+            "tag": "tagged",
+            "build": "built",
+            "write": "written",
+            "push": "pushed",
+            "mirror": "mirrored",
+            "untag": "untagged",
+            "remove": "removed",
+        }
         return {
             **{word: self.count("succeeded", kind) for kind, word in done.items()},
             "succeeded": self.count("succeeded"),
@@ -145,6 +165,10 @@ def apply(
             return _write(action, gate)
         if isinstance(action, BuildAction):
             return _build(engine, action, gate)
+        if isinstance(action, PushAction):  # a mirror is a push of a base image
+            return _push(engine, action, gate, retry_delay)
+        if isinstance(action, (UntagAction, RemoveAction)):
+            return _untag(engine, action, gate)
         raise TypeError(f"no way to apply {action.address}")
 
     def work(action: Action) -> None:
@@ -238,7 +262,19 @@ def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: flo
     error: EngineError | None = None
     for attempt in range(1, PULL_ATTEMPTS + 1):
         try:
-            image_id = engine.pull(action.image, lambda event: report.progress(action, event))
+            image_id = engine.pull(action.image, lambda event: report.progress(action, event), action.platform)
+            have = platforms.of_image(engine.inspect(image_id)) if action.platform else None
+            if not platforms.matches(have, action.platform):
+                # A registry without that platform serves its one image anyway (the daemon only warns).
+                return Outcome(
+                    action,
+                    "failed",
+                    f"pull {action.image} failed",
+                    after=image_id,
+                    error=f"the registry serves {action.image} for {have} only, not {action.platform}",
+                    hint="push an image for that platform there, or change [stack] / [services.X] platform",
+                    seconds=time.monotonic() - start,
+                )
             return Outcome(
                 action,
                 "succeeded",
@@ -270,6 +306,74 @@ def _pull_hint(action: PullAction, error: EngineError) -> str | None:
     if not isinstance(error, NotFoundError):
         return None
     return f"the registry has no {action.image}: push or mirror it there, then check with: docker pull {action.image}"
+
+
+def _push(engine: Engine, action: PushAction, report: Reporter, retry_delay: float) -> Outcome:
+    """Tag and push, retried like a pull; pushing what the registry has already is a no-op there
+    (every layer exists, the same manifest), reported unchanged."""
+    report.started(action)
+    start = time.monotonic()
+    error: EngineError | None = None
+    for attempt in range(1, PULL_ATTEMPTS + 1):
+        try:
+            digest = engine.push(action.image, action.target, lambda event: report.progress(action, event))
+        except NotFoundError as exc:  # the daemon has no such image, or the registry refuses the name
+            error = exc
+            break
+        except EngineError as exc:
+            error = exc
+            if attempt < PULL_ATTEMPTS:
+                report.progress(action, {"status": f"attempt {attempt} failed, retrying", "error": str(exc)})
+                time.sleep(retry_delay * 2 ** (attempt - 1))
+            continue
+        seconds = time.monotonic() - start
+        if digest == action.before:
+            return Outcome(
+                action, "unchanged", f"{action.target} already is {digest[:19]}", after=digest, seconds=seconds
+            )
+        verb = "mirrored" if action.kind == "mirror" else "pushed"
+        return Outcome(
+            action,
+            "succeeded",
+            f"{verb} {action.image} as {action.target} ({digest[:19]})",
+            after=digest,
+            seconds=seconds,
+        )
+    assert error is not None
+    attempts = "" if isinstance(error, NotFoundError) else f" (after {PULL_ATTEMPTS} attempts)"
+    return Outcome(
+        action,
+        "failed",
+        f"{action.kind} {action.image} to {action.target} failed{attempts}",
+        error=str(error),
+        hint="check that the registry is reachable and that the docker config has credentials for it "
+        f"(docker login {action.target.domain})",
+        seconds=time.monotonic() - start,
+    )
+
+
+def _untag(engine: Engine, action: UntagAction | RemoveAction, report: Reporter) -> Outcome:
+    """Untag, or remove an image tag by tag (it goes with the last).  A tag already gone is
+    not a failure; an image a container started to use meanwhile is (the daemon refuses)."""
+    report.started(action)
+    tags = action.tags if isinstance(action, RemoveAction) else (action.image,)
+    gone: list = []
+    deleted = False
+    for ref in tags:
+        try:
+            deleted = engine.untag(ref) or deleted
+        except NotFoundError:
+            continue
+        except EngineError as exc:
+            return Outcome(action, "failed", f"{action.kind} {action.image} failed", error=str(exc))
+        gone.append(ref)
+    if not gone:
+        return Outcome(action, "unchanged", f"{action.image} was already gone")
+    names = ", ".join(r.familiar for r in gone)
+    if deleted:
+        return Outcome(action, "succeeded", f"removed {names} ({short_id(action.before)})")
+    # The image took a declared tag meanwhile (a build that made the same image): only the tags went.
+    return Outcome(action, "succeeded", f"untagged {names} ({short_id(action.before)} stays)")
 
 
 def _tag(engine: Engine, action: TagAction, target: str | None, report: Reporter) -> Outcome:
@@ -356,6 +460,7 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
                 target=spec.target,
                 nocache=action.nocache,
                 network=spec.network,
+                platform=spec.platform,
                 on_event=lambda event: report.progress(action, {k: _hidden(v, hide) for k, v in event.items()}),
             )
     except BuildError as exc:

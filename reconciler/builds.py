@@ -50,6 +50,7 @@ class BuildSpec:
     also: tuple[str, ...] = ()  # other compose services building this same image
     heredocs: tuple[int, ...] = ()  # lines using a heredoc with no `# syntax=` line: the daemon's frontend decides
     secrets: frozenset[str] = frozenset()  # build args whose values never leave in clear (secret_build_args)
+    platform: str | None = None  # [stack] / [services.X] platform; None: the daemon's
 
 
 def build_specs(
@@ -111,6 +112,7 @@ def build_specs(
             also=service.also,
             heredocs=() if info.syntax else tuple(info.heredocs),
             secrets=frozenset(k for k in service.build_args if is_secret(k, stack.config.stack.secret_build_args)),
+            platform=service.platform,
         )
     cache.save()
     return _ordered(specs)
@@ -152,13 +154,16 @@ def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
         for k, v in sorted(spec.build_args.items())
         if k not in PROXY_ARGS  # like Docker's build cache: a proxy change does not change the image
     }
-    return {
+    found = {
         "dockerfile": spec.dockerfile_sha,
         "target": spec.target,
         "build_args": args,
         "context": spec.files,
         "bases": dict(sorted(resolved.items())),
     }
+    if spec.platform is not None:  # only when set: the hashes of stacks without one stay as they were
+        found["platform"] = spec.platform
+    return found
 
 
 _KEYS: dict[Path, bytes] = {}
@@ -223,7 +228,11 @@ def parts(inputs: dict) -> dict[str, str]:
 
 
 def changed_parts(old_parts: dict[str, str], new: dict) -> list[str]:
-    return [key for key, value in parts(new).items() if old_parts.get(key) != value]
+    """The parts that differ, one no longer recorded (a platform unset) included."""
+    found = parts(new)
+    return [key for key, value in found.items() if old_parts.get(key) != value] + [
+        key for key in old_parts if key not in found
+    ]
 
 
 def describe_changes(
@@ -237,6 +246,8 @@ def describe_changes(
             words.append("Dockerfile changed")
         elif key == "target":
             words.append(f"target is now {new['target'] or '(last stage)'}")
+        elif key == "platform":
+            words.append("platform is now " + (new.get("platform") or "the daemon's"))
         elif key == "build_args":
             names = _changed_keys(old and old.get("build_args"), new["build_args"])
             words.append("build args changed" + (f": {_first(names, limit)}" if names else ""))

@@ -126,6 +126,10 @@ class Kind(StrEnum):
     tag = "tag"
     write = "write"
     build = "build"
+    push = "push"
+    mirror = "mirror"
+    untag = "untag"
+    remove = "remove"
 
 
 OnlyOpt = Annotated[
@@ -133,7 +137,8 @@ OnlyOpt = Annotated[
     typer.Option(
         "--only",
         metavar="KIND",
-        help="Only actions of this kind: pull, tag, write or build (repeatable); one whose dependency is left "
+        help="Only actions of this kind: pull, tag, write, build, push, mirror, untag or remove (repeatable); "
+        "one whose dependency is left "
         "out runs against what is there now. `--only pull --only tag` is build.sh build-all steps 1-2. "
         "The plan is partial.",
     ),
@@ -145,6 +150,43 @@ ReplaceOpt = Annotated[
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild every service whatever its inputs, without cache.")]
+PushOpt = Annotated[
+    bool,
+    typer.Option(
+        "--push", help="Also push each service image to the internal registry as REGISTRY/IMAGE:TAG ([stack] push)."
+    ),
+]
+MirrorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--mirror",
+        help="External networks: also push each base image to the internal registry under the name internal "
+        "networks pull ([network] mirror).",
+    ),
+]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="Also untag or remove what this stack made and no longer declares; images containers use are kept "
+        "([stack] prune).",
+    ),
+]
+
+
+class Role(StrEnum):
+    builder = "builder"
+    node = "node"
+
+
+RoleOpt = Annotated[
+    Role | None,
+    typer.Option(
+        "--role",
+        help="builder: build the service images; node: pull them from the internal registry, build nothing "
+        "[default: stack.role].",
+    ),
+]
 
 
 def _prepare(
@@ -195,6 +237,10 @@ def plan(
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
+    push: PushOpt = False,
+    mirror: MirrorOpt = False,
+    prune: PruneOpt = False,
+    role: RoleOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -213,7 +259,8 @@ def plan(
         ),
     ] = None,
 ) -> int:
-    """Show what apply would do: the pulls, tags, file writes and builds that bring the host to the desired state."""
+    """Show what apply would do: the pulls, tags, file writes, builds, pushes, mirrors and prunes that bring the
+    host to the desired state."""
     from . import (
         output,
         pipeline,  # imported here: --help stays light
@@ -231,6 +278,10 @@ def plan(
         replace=replace,
         force=force,
         refresh_remote=refresh_remote,
+        push=push,
+        mirror=mirror,
+        prune=prune,
+        role=role.value if role else None,
     )
     run: pipeline.Run | None = None
     try:
@@ -299,11 +350,16 @@ def apply(
     replace: ReplaceOpt = None,
     force: ForceOpt = False,
     refresh_remote: RefreshOpt = False,
+    push: PushOpt = False,
+    mirror: MirrorOpt = False,
+    prune: PruneOpt = False,
+    role: RoleOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
     parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls and builds at once.")] = 4,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
-    """Plan, ask, then pull, tag, write and build; finally read again and check nothing is left to do."""
+    """Plan, ask, then pull, tag, write, build, push, mirror and prune; finally read again and check nothing is
+    left to do."""
     from . import pipeline  # imported here: --help stays light
 
     stream = _stream() if json_ else None
@@ -321,6 +377,10 @@ def apply(
                     ("--replace", replace),
                     ("--force", force),
                     ("--refresh-remote", refresh_remote),
+                    ("--push", push),
+                    ("--mirror", mirror),
+                    ("--prune", prune),
+                    ("--role", role),
                 )
                 if value
             ]
@@ -331,7 +391,21 @@ def apply(
                     hint="a saved plan carries its own options; make a new one with reconcile plan --out",
                 )
             return _apply_saved(plan_file, stack, json_, stream, verbose, parallelism, lock_timeout)
-        run = _prepare(stack, network, registry, host, tag=tag, target=target, replace=replace, force=force, only=only)
+        run = pipeline.prepare(
+            stack,
+            network=network,
+            registry=registry,
+            host=host,
+            tag=tag,
+            targets=target,
+            replace=replace,
+            force=force,
+            only=_kinds(only),
+            push=push,
+            mirror=mirror,
+            prune=prune,
+            role=role.value if role else None,
+        )
         run.refresh_remote = refresh_remote
         with _locked(run, "reconcile apply", lock_timeout):
             the_plan = pipeline.plan(run)
@@ -386,7 +460,7 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
     )
 
     if stream is not None:
-        for warning in the_plan.warnings:
+        for warning in the_plan.warnings + [kept.text for kept in the_plan.kept]:
             stream.diagnostic("warning", warning)
         for action in the_plan.actions:
             stream.planned(action)
@@ -506,6 +580,51 @@ def tag_localhost(
     elif not the_plan.empty:
         output.render_apply(result)
     return 0 if result.ok else 1
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the archives and their manifest (created).")],
+    stack: StackOpt = None,
+    host: HostOpt = None,
+    network: NetworkOpt = None,
+    registry: RegistryOpt = None,
+    tag: TagOpt = None,
+    role: RoleOpt = None,
+    json_: JsonOpt = False,
+) -> int:
+    """Write every image the stack needs on a host of its network and role (base images, aliases, service
+    images) as `docker save` archives with a manifest, for an air-gapped host: `reconcile import` loads them.
+
+    An archive of the same image with the same names is not written again."""
+    from . import offline, output
+
+    run = pipeline.prepare(
+        stack, network=network, registry=registry, host=host, tag=tag, role=role.value if role else None
+    )
+    report = offline.export(run, out)
+    output.render_offline(report, "Export", json_)
+    return 0 if report.ok else 1
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A folder written by `reconcile export`.")],
+    host: HostOpt = None,
+    json_: JsonOpt = False,
+    lock_timeout: LockTimeoutOpt = 0.0,
+) -> int:
+    """Load the archives of `reconcile export` whose images the daemon lacks, and give every image all its
+    names (aliases included). An image present under every name is not loaded again."""
+    from . import offline, output
+    from .engine import Engine
+    from .lock import hold
+
+    engine = Engine(host)
+    with hold(engine.info().get("ID") or engine.host, "reconcile import", timeout=lock_timeout):
+        report = offline.import_(engine, folder)
+    output.render_offline(report, "Import", json_)
+    return 0 if report.ok else 1
 
 
 @app.command()

@@ -120,6 +120,7 @@ class Presence:
 
     ref: ImageRef
     serves: tuple[ImageRef, ...]  # the base images it provides
+    platform: str | None = None  # pulled for this platform; None: the daemon's
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,16 @@ class Alias:
     base: ImageRef
 
 
+@dataclass(frozen=True)
+class Upload:
+    """The local image ``image`` must be in the internal registry as ``target``, the same manifest:
+    a service image a builder pushes, or a base image an external host mirrors."""
+
+    image: ImageRef
+    target: ImageRef
+    service: str | None = None  # the service whose image it is; None: a base image (a mirror)
+
+
 @dataclass
 class DesiredState:
     presence: list[Presence] = field(default_factory=list)
@@ -138,16 +149,31 @@ class DesiredState:
     warnings: list[str] = field(default_factory=list)
     files: list[FileSpec] = field(default_factory=list)  # rendered templates and copies
     builds: list[BuildSpec] = field(default_factory=list)  # in dependency order
+    pushes: list[Upload] = field(default_factory=list)  # [stack] push: service images to the internal registry
+    mirrors: list[Upload] = field(default_factory=list)  # [network] mirror: base images to the internal registry
+    services: dict[str, ImageRef] = field(default_factory=dict)  # a node's services -> the image each pulls
+    prune: str | None = None  # [stack] prune: the stack whose leftovers are untagged or removed
+
+    def names(self) -> set[ImageRef]:
+        """Every image name the stack declares on the daemon: prune never touches these."""
+        found = {p.ref for p in self.presence} | {r for p in self.presence for r in p.serves}
+        found |= {a.alias for a in self.aliases} | {a.source for a in self.aliases}
+        found |= {b.image for b in self.builds} | set(self.services.values())
+        return found | {u.target for u in self.pushes} | {u.target for u in self.mirrors}
 
 
 def desired_state(
-    bases: list[BaseImage], network: NetworkDecision, harbor_paths: Mapping[str, str] | None = None
+    bases: list[BaseImage],
+    network: NetworkDecision,
+    harbor_paths: Mapping[str, str] | None = None,
+    platform: str | None = None,
 ) -> DesiredState:
     """The rules of the network section of the docs, one base image at a time.
 
     ``harbor_paths`` is ``NetworkSection.harbor_paths``: canonical repository name
     (``docker.io/library/redis``) -> its path under the internal registry.  Only
     internal mode pulls from that registry, so only internal mode reads it.
+    ``platform`` (``[stack] platform``): what every base image is pulled for.
     """
     presence: dict[ImageRef, list[ImageRef]] = {}
     aliases: dict[ImageRef, Alias] = {}
@@ -192,10 +218,86 @@ def desired_state(
                 )
             aliases[alias] = Alias(alias=alias, source=source, base=ref)
     return DesiredState(
-        presence=[Presence(ref, tuple(dict.fromkeys(serves))) for ref, serves in presence.items()],
+        presence=[Presence(ref, tuple(dict.fromkeys(serves)), platform) for ref, serves in presence.items()],
         aliases=list(aliases.values()),
         warnings=list(dict.fromkeys(warnings)),
     )
+
+
+def registry_name(image: ImageRef, registry: str) -> ImageRef:
+    """Where a service image lives in the internal registry: ``<registry>/<image>:<tag>``
+    (``harbor/aihpc/ai-infra-base:v1``); an image named in the registry already is itself."""
+    return image if image.is_under(registry) else image.under(registry)
+
+
+def push_targets(builds: list[BuildSpec], registry: str) -> list[Upload]:
+    """``[stack] push``: each built service image at its name in the internal registry."""
+    return [Upload(spec.image, registry_name(spec.image, registry), spec.service) for spec in builds]
+
+
+def mirror_targets(
+    bases: list[BaseImage], network: NetworkDecision, harbor_paths: Mapping[str, str] | None = None
+) -> tuple[list[Upload], list[str]]:
+    """``[network] mirror`` on an external network: every base image, as pulled here, at the name
+    an internal network pulls it from (the same rules: :func:`desired_state` in internal mode).
+    A digest-pinned image cannot be pushed by its digest: it is left out with a warning."""
+    if network.mode != "external":
+        return [], []
+    uploads: dict[ImageRef, Upload] = {}
+    warnings: list[str] = []
+    prefix = network.alias_prefix
+    for base in bases:
+        upstream = base.ref.relative_to(prefix) if base.ref.is_under(prefix) else base.ref
+        if upstream.is_under(network.registry):
+            continue  # it lives there already
+        if upstream.is_digest:
+            warnings.append(
+                f"{upstream} is pinned by digest and cannot be pushed by it: not mirrored ({_first_use(base)})"
+            )
+            continue
+        target = _internal_name(upstream, network.registry, harbor_paths or {}, base)
+        current = uploads.get(target)
+        if current is not None and current.image != upstream:
+            raise InputError(
+                f"{current.image} and {upstream} both map to {target} in the internal registry",
+                where=_first_use(base),
+                hint="use one of them, or give one its own path in [network.harbor_paths]",
+            )
+        uploads[target] = Upload(upstream, target)
+    return list(uploads.values()), warnings
+
+
+def add_node_images(
+    state: DesiredState,
+    services: Mapping[str, ImageRef],
+    network: NetworkDecision,
+    platforms: Mapping[str, str | None] | None = None,
+) -> None:
+    """``role = "node"``: each service image is pulled from the internal registry (for the
+    service's ``platforms``) and tagged with its own name and its alias, as an internal network
+    does for a base image."""
+    for name, image in services.items():
+        source = registry_name(image, network.registry)
+        wanted = [image] if image != source else []
+        alias = _alias(image, network.alias_prefix, BaseImage(image, ()), state.warnings)
+        presence = next((p for p in state.presence if p.ref == source), None)
+        if presence is None:
+            state.presence.append(Presence(source, (image,), (platforms or {}).get(name)))
+        elif image not in presence.serves:
+            state.presence[state.presence.index(presence)] = Presence(
+                source, (*presence.serves, image), presence.platform
+            )
+        known = {a.alias: a for a in state.aliases}
+        for ref in filter(None, [*wanted, alias]):
+            if ref in known and known[ref].source != source:
+                raise InputError(
+                    f"alias {ref} would point at both {known[ref].source} and {source}",
+                    where=f"service {name}",
+                    hint="a service image and a base image clash; rename the service image",
+                )
+            if ref not in known:
+                state.aliases.append(Alias(alias=ref, source=source, base=image))
+        state.services[name] = image
 
 
 def _internal_name(upstream: ImageRef, registry: str, harbor_paths: Mapping[str, str], base: BaseImage) -> ImageRef:

@@ -177,7 +177,7 @@ class Engine:
         with self._errors("list images"):
             return self._client().images()
 
-    def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
+    def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None, platform: str | None = None) -> str:
         """Pull ``ref`` and return the local image ID it now resolves to.
 
         docker-py's ``pull()`` streams with ``timeout=None``, so a registry that stops
@@ -192,7 +192,7 @@ class Engine:
             with _on_timeout(lambda: self._stalled(f"pulling {ref}")):
                 response = api._post(
                     api._url("/images/create"),
-                    params={"fromImage": name, "tag": what},
+                    params={"fromImage": name, "tag": what, **({"platform": platform} if platform else {})},
                     headers=_registry_auth(api, name),
                     stream=True,
                     timeout=self.stall_timeout,
@@ -231,6 +231,11 @@ class Engine:
             raise EngineError(f"the daemon's answer for {ref} has no manifest digest")
         return digest
 
+    def inspect(self, image_id: str) -> dict:
+        """``GET /images/{id}/json``: what the image list leaves out (its platform)."""
+        with self._errors("inspect image"):
+            return self._client().inspect_image(image_id)
+
     def has_onbuild(self, ref: ImageRef) -> bool:
         """Whether the local image carries ONBUILD triggers (they read the child's context)."""
         with self._errors("inspect", ref):
@@ -241,6 +246,79 @@ class Engine:
         with self._errors("tag", alias):
             if not self._client().tag(image_id, alias.familiar_name, alias.tag, force=True):
                 raise EngineError(f"the daemon refused to tag {image_id} as {alias}")
+
+    def push(self, image: ImageRef, target: ImageRef, on_event: Callable[[dict], None] | None = None) -> str:
+        """Tag the local ``image`` as ``target`` and push it; return the manifest digest the
+        registry now serves for it.
+
+        docker-py's ``push()`` sends the docker config's credentials for ``target``'s registry
+        (credential helpers included), as the docker CLI would.  It reads its stream with the
+        client's timeout, set here to ``stall_timeout``: each wait for the daemon's next progress
+        line is bounded, as in :meth:`pull`.
+        """
+        digest = None
+        with self._errors("push", target), _on_timeout(lambda: self._stalled(f"pushing {target}")):
+            api = self._client()
+            if image != target and not api.tag(image.familiar, target.familiar_name, target.tag, force=True):
+                raise EngineError(f"the daemon refused to tag {image} as {target}")
+            api.timeout, usual = self.stall_timeout, api.timeout
+            try:
+                for event in api.push(target.familiar_name, tag=target.tag, stream=True, decode=True):
+                    if "error" in event:
+                        raise _pull_error(target, str(event["error"]))
+                    aux = event.get("aux")
+                    if isinstance(aux, dict) and isinstance(aux.get("Digest"), str):
+                        digest = aux["Digest"]
+                    if on_event:
+                        on_event(event)
+            except BaseException:
+                # Dropping this thread's connection cuts the stream: the daemon sees its client gone
+                # and cancels the push, so nothing goes on waiting on either side.
+                api.close()
+                self._local.client = None
+                raise
+            finally:
+                api.timeout = usual
+        if digest is None:
+            raise EngineError(f"the daemon finished pushing {target} without a manifest digest")
+        return digest
+
+    def untag(self, ref: ImageRef) -> bool:
+        """Remove the tag ``ref``; the image goes with its last tag (never forced: the daemon
+        refuses to remove an image a container uses).  Whether the image went."""
+        with self._errors("untag", ref):
+            answer = self._client().remove_image(ref.familiar)
+        return any(isinstance(entry, dict) and "Deleted" in entry for entry in answer or [])
+
+    def save(self, names: list[str], out: IO[bytes]) -> None:
+        """``docker save NAME...`` into ``out``: one archive holding the image and every name given
+        (``GET /images/get?names=...``), streamed, so its size costs no memory."""
+        with self._errors("save", None):
+            api = self._client()
+            response = api._get(api._url("/images/get"), params={"names": names}, stream=True)
+            with response:
+                api._raise_for_status(response)
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    out.write(chunk)
+
+    def load(self, archive: IO[bytes]) -> list[str]:
+        """``docker load``: the names (or IDs) the daemon reports loaded."""
+        loaded = []
+        with self._errors("load", None):
+            api = self._client()
+            for event in api.load_image(archive):
+                if "error" in event:
+                    raise EngineError(f"load failed: {event['error']}")
+                stream = str(event.get("stream", ""))
+                for prefix in ("Loaded image: ", "Loaded image ID: "):
+                    if stream.startswith(prefix):
+                        loaded.append(stream[len(prefix) :].strip())
+        return loaded
+
+    def list_containers(self) -> list[dict]:
+        """Every container, whatever its state: one ``GET /containers/json?all=1``."""
+        with self._errors("list containers"):
+            return self._client().containers(all=True)
 
     def build(
         self,
@@ -253,6 +331,7 @@ class Engine:
         target: str | None = None,
         nocache: bool = False,
         network: str | None = None,
+        platform: str | None = None,
         on_event: Callable[[dict], None] | None = None,
     ) -> str:
         """Build with BuildKit and tag the result; return its image ID.
@@ -276,6 +355,8 @@ class Engine:
             params["target"] = target
         if network:
             params["networkmode"] = network
+        if platform:
+            params["platform"] = platform
         tail: deque[str] = deque(maxlen=BUILD_LOG_LINES)
         announced: set[str] = set()
         image_id = None

@@ -17,7 +17,19 @@ from .apply import ApplyResult, Outcome
 from .desired import BaseImage
 from .errors import printable
 from .network import NetworkDecision
-from .plan import Action, BuildAction, Plan, PullAction, TagAction, WriteAction, short_id
+from .plan import (
+    Action,
+    BuildAction,
+    MirrorAction,
+    Plan,
+    PullAction,
+    PushAction,
+    RemoveAction,
+    TagAction,
+    UntagAction,
+    WriteAction,
+    short_id,
+)
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_black"}
 
@@ -62,6 +74,12 @@ def action_line(action: Action) -> str:
         return f"write {action.spec.rel} ({action.spec.mode:04o}, from {action.spec.kind} {action.spec.src.name})"
     if isinstance(action, BuildAction):
         return f"build {action.spec.service} → {action.spec.image}" + (" (no cache)" if action.nocache else "")
+    if isinstance(action, PushAction):
+        return f"{'mirror' if isinstance(action, MirrorAction) else 'push'} {action.image} → {action.target}"
+    if isinstance(action, UntagAction):
+        return f"untag {action.image} ({short_id(action.before)})"
+    if isinstance(action, RemoveAction):
+        return f"remove {', '.join(t.familiar for t in action.tags)} ({short_id(action.before)})"
     return action.address
 
 
@@ -92,6 +110,8 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
     emit(network_line(plan.network), out)
     for warning in plan.warnings:
         emit(_style(f"Warning: {printable(warning)}", "yellow", sys.stderr), sys.stderr)
+    for kept in plan.kept:
+        emit(_style(f"  ! {printable(kept.text)}", "yellow", out), out)
     if verbose and plan.unchanged:
         emit("", out)
         for line in plan.unchanged:
@@ -155,7 +175,8 @@ def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
     )
     emit(
         f"\n{head} {s['pulled']} pulled, {s['tagged']} tagged, {s['written']} written, {s['built']} built, "
-        f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total.",
+        + lifecycle_counts(s)
+        + f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total.",
         out,
     )
     if result.interrupted:
@@ -170,6 +191,13 @@ def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
         emit("Verify: converged; a fresh read of the daemon plans no changes.", out)
 
 
+def lifecycle_counts(summary: dict[str, int]) -> str:
+    """``3 pushed, 1 removed, ``: the registry and prune counts, said only when there are some,
+    so a plain apply's line stays as it was."""
+    words = ("pushed", "mirrored", "untagged", "removed")
+    return "".join(f"{summary[w]} {w}, " for w in words if summary.get(w))
+
+
 def apply_json(plan: Plan, result: ApplyResult) -> dict:
     return {
         "format_version": "1.0",
@@ -178,6 +206,23 @@ def apply_json(plan: Plan, result: ApplyResult) -> dict:
         "summary": result.summary(),
         "verify": {"converged": not result.remaining, "remaining": [a.to_json() for a in result.remaining]},
     }
+
+
+def render_offline(report, verb: str, as_json: bool) -> None:
+    """``export`` / ``import``: a line per image, then the counts (or one JSON document)."""
+    if as_json:
+        emit_json(report.to_json())
+        return
+    marks = {"written": "+", "loaded": "+", "tagged": "~", "unchanged": "=", "failed": "✗"}
+    for warning in report.warnings:
+        emit(f"Warning: {printable(warning)}", sys.stderr)
+    for moved in report.moved:
+        emit(f"  {marks[moved.status]} {printable(moved.message)}")
+        if moved.error:
+            emit(f"      error: {printable(moved.error)}")
+    counts = ", ".join(f"{n} {status}" for status, n in report.summary().items() if n and status != "total")
+    head = f"{verb} complete!" if report.ok else f"{verb} finished with errors."
+    emit(f"\n{head} {counts or 'nothing to do'}; {report.summary()['total']} image(s) in {report.folder}.")
 
 
 def render_images(bases: list[BaseImage], rel) -> None:
@@ -230,6 +275,8 @@ class ProgressReporter:
             self._say(f"{action.address}: pulling…")
         elif isinstance(action, BuildAction):
             self._say(f"{action.address}: building {action.spec.image}…")
+        elif isinstance(action, PushAction):
+            self._say(f"{action.address}: pushing {action.target}…")
 
     def progress(self, action: Action, event: dict) -> None:
         if "step" in event:  # a BuildKit step started

@@ -22,7 +22,7 @@ from . import desired as desired_mod
 from . import files as files_mod
 from . import network as network_mod
 from . import stack as stack_mod
-from .actual import ObservedFiles, ObservedImages, observe, observe_files
+from .actual import ObservedFiles, ObservedImages, ObservedRegistry, observe, observe_containers, observe_files
 from .desired import BaseImage, DesiredState
 from .errors import InputError
 from .network import NetworkDecision, decide, recalled
@@ -75,15 +75,24 @@ def prepare(
     force: bool = False,
     refresh_remote: bool = False,
     only: list[str] | None = None,
+    push: bool = False,
+    mirror: bool = False,
+    prune: bool = False,
+    role: str | None = None,
 ) -> Run:
     """Load the stack and compute the desired state.  ``images`` replaces the
     stack's base images by the given references and leaves out builds and
     files (``tag-localhost IMAGE...``); one the stack does not use is taken as
     given, with a warning.  ``targets`` and ``only`` are checked here, before
-    the daemon is read: see :func:`reconciler.plan.scope`."""
+    the daemon is read: see :func:`reconciler.plan.scope`.
+
+    ``push``, ``mirror``, ``prune`` (``--push`` ...) add to the stack file's settings;
+    ``role`` (``--role``) replaces ``stack.role``.  A node builds nothing and reads no
+    build context: its service images are pulled from the internal registry."""
     found = discover(stack, network=network, registry=registry, tag=tag, host=host)
     harbor_paths = found.stack.config.network.harbor_paths
-    state = desired_mod.desired_state(found.bases, found.network, harbor_paths)
+    platform = found.stack.config.stack.platform
+    state = desired_mod.desired_state(found.bases, found.network, harbor_paths, platform)
     if images:
         return _images_run(found, state, images, host)
     names = {s.name for s in found.stack.services}
@@ -97,10 +106,26 @@ def prepare(
             hint=f"services are: {', '.join(sorted(names | set(merged))) or '(none)'}",
         )
     state.files = found.files
-    # --only without write: the builds read the files as they are now, not as the writes would leave them.
-    writes = found.files if not only or "write" in only else []
-    overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
-    state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
+    cfg = found.stack.config
+    role = role or cfg.stack.role
+    if role not in ("builder", "node"):
+        raise InputError(f"--role {role[:40]!r} is no role", where="command line", hint="use builder or node")
+    if role == "node":
+        images = {name: parse(s.image) for s in found.stack.services for name in (s.name, *s.also)}
+        platforms = {name: s.platform for s in found.stack.services for name in (s.name, *s.also)}
+        desired_mod.add_node_images(state, images, found.network, platforms)
+    else:
+        # --only without write: the builds read the files as they are now, not as the writes would leave them.
+        writes = found.files if not only or "write" in only else []
+        overlay = {f.dest: f"{f.mode:o}:{hashlib.sha256(f.content).hexdigest()}" for f in writes}
+        state.builds = builds_mod.build_specs(found.stack, found.dockerfiles, overlay, tree=found.tree)
+        if push or cfg.stack.push:
+            state.pushes = desired_mod.push_targets(state.builds, found.network.registry)
+    if mirror or cfg.network.mirror:
+        state.mirrors, notes = desired_mod.mirror_targets(found.bases, found.network, harbor_paths)
+        state.warnings += notes
+    if prune or cfg.stack.prune:
+        state.prune = cfg.stack.name
     scope(state, targets or [], only or [])  # a target that names nothing fails now, not after the read
     return Run(
         found.stack,
@@ -130,14 +155,15 @@ def _images_run(found: Discovered, stack_state: DesiredState, images: list[str],
         bases.append(used.get(ref) or BaseImage(ref, ()))
         if ref not in used and ref not in named:
             notes.append(f"{ref} is not used by the stack: tagged as given")
-    state = desired_mod.desired_state(bases, found.network, found.stack.config.network.harbor_paths)
+    config = found.stack.config
+    state = desired_mod.desired_state(bases, found.network, config.network.harbor_paths, config.stack.platform)
     state.warnings += notes
     return Run(found.stack, bases, found.network, state, host)
 
 
-def daemon_key(host: str | None) -> str:
-    """Which daemon a run talks to, as far as can be told without asking it: where a
-    remembered network decision is kept."""
+def host_key(host: str | None) -> str:
+    """Which daemon a run talks to, as far as can be told without asking it (``images``
+    and ``env`` never do): where a remembered network decision is kept."""
     return host or os.environ.get("DOCKER_HOST") or f"context:{os.environ.get('DOCKER_CONTEXT', '')}"
 
 
@@ -170,7 +196,7 @@ def discover(
     write the compose file."""
     loaded = stack_mod.read(stack, tag=tag)
     decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
-    decision = recalled(decision, loaded.path, daemon_key(host))
+    decision = recalled(decision, loaded.path, host_key(host))
     planned = files_mod.planned_files(loaded)
     before = StackTree(loaded.root, {p.dest: None for p in planned})
     files = files_mod.desired_files(stack_mod.resolve(loaded, before, partial=True), decision, planned)
@@ -193,28 +219,60 @@ class Observation:
     remote: dict[ImageRef, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # registries that could not be asked
     api_version: str | None = None  # the daemon's API version: what its built-in Dockerfile frontend parses
+    registry: ObservedRegistry = field(default_factory=ObservedRegistry)  # push and mirror targets
+    containers: dict[str, list[str]] = field(default_factory=dict)  # prune: image ID -> containers using it
+    created: dict[ImageRef, str] = field(default_factory=dict)  # prune: aliases reconcile created -> image ID
 
 
 def observe_state(run: Run) -> Observation:
     images = observe(run.engine.list_images())
+    _observe_platforms(run, images)
     files = observe_files([f.dest for f in run.desired.files])
     observation = Observation(images, files, api_version=run.engine.api_version)
     if run.refresh_remote:
         observation.remote, observation.warnings = remote_digests(run)
+    uploads = [u.target for u in [*run.desired.pushes, *run.desired.mirrors]]
+    if uploads:
+        observation.registry = registry_digests(run.engine, uploads)
+        observation.warnings += [
+            f"cannot check {ref} in the internal registry: {problem}"
+            for ref, problem in observation.registry.errors.items()
+        ]
+    if run.desired.prune is not None:
+        from .aliases import AliasRecord
+
+        observation.containers = observe_containers(run.engine.list_containers())
+        observation.created = AliasRecord(daemon_key(run)).created(run.desired.prune)
     return observation
 
 
-def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
-    """Ask the daemon for each base image's current digest in its registry
-    (``GET /distribution/{name}/json``): it asks as it would pull, with its own
-    credentials, registry mirrors, proxy and CAs.  An image that cannot be checked
-    is a warning for that image, never fatal."""
+def _observe_platforms(run: Run, images: ObservedImages) -> None:
+    """The platform of each local image a platform is wanted for: one inspect each (the image
+    list has none), at most 8 at a time, and only when the stack names a platform."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import platforms
+
+    wanted = [p.ref for p in run.desired.presence if p.platform] + [s.image for s in run.desired.builds if s.platform]
+    ids = sorted({i for i in map(images.image_id, wanted) if i})
+    if not ids:
+        return
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = pool.map(lambda image_id: platforms.of_image(run.engine.inspect(image_id)), ids)
+        images.platforms.update({i: p for i, p in zip(ids, found, strict=True) if p})
+
+
+def daemon_key(run: Run) -> str:
+    """What identifies the daemon: its ID (the lock's key, the alias record's)."""
+    return run.engine.info().get("ID") or run.engine.host
+
+
+def _ask_all(engine: Engine, refs: list[ImageRef]):
+    """Each reference's manifest digest in its registry, asked through the daemon at most 8 at a
+    time (each ask bounded by ``stall_timeout``): a digest, or the EngineError it raised."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .errors import EngineError
-
-    engine = run.engine
-    refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
 
     def ask(ref: ImageRef) -> str | EngineError:
         try:
@@ -223,7 +281,32 @@ def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
             return exc
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = dict(zip(refs, pool.map(ask, refs), strict=True))
+        return dict(zip(refs, pool.map(ask, refs), strict=True))
+
+
+def registry_digests(engine: Engine, refs: list[ImageRef]) -> ObservedRegistry:
+    """What the internal registry holds for each push or mirror target: a digest, absent
+    (the registry says it has no such manifest), or why it could not be asked."""
+    from .errors import NotFoundError
+
+    seen = ObservedRegistry()
+    for ref, answer in _ask_all(engine, list(dict.fromkeys(refs))).items():
+        if isinstance(answer, str):
+            seen.digests[ref] = answer
+        elif isinstance(answer, NotFoundError):
+            seen.digests[ref] = None
+        else:
+            seen.errors[ref] = str(answer)
+    return seen
+
+
+def remote_digests(run: Run) -> tuple[dict[ImageRef, str], list[str]]:
+    """Ask the daemon for each base image's current digest in its registry
+    (``GET /distribution/{name}/json``): it asks as it would pull, with its own
+    credentials, registry mirrors, proxy and CAs.  An image that cannot be checked
+    is a warning for that image, never fatal."""
+    refs = [p.ref for p in run.desired.presence if not p.ref.is_digest]  # a digest cannot move
+    answers = _ask_all(run.engine, refs)
     found = {ref: answer for ref, answer in answers.items() if isinstance(answer, str)}
     problems = [
         f"cannot check {ref} upstream: {answer}" for ref, answer in answers.items() if not isinstance(answer, str)
@@ -244,6 +327,9 @@ def plan(run: Run, observation: Observation | None = None) -> Plan:
         previous=builds_mod.RecordStore().get,
         remote=seen.remote,
         only=run.only,
+        registry=seen.registry,
+        containers=seen.containers,
+        created=seen.created,
     )
     the_plan.warnings += seen.warnings + heredoc_warnings(run.desired.builds, seen.api_version, run.stack.rel)
     return narrow(the_plan, scope(run.desired, run.targets, run.only))
@@ -269,7 +355,8 @@ def apply(
     from .errors import EngineError
 
     outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter, stop=stop)
-    network_mod.record(run.network, run.stack.path, daemon_key(run.host))  # what a later check should assume
+    network_mod.record(run.network, run.stack.path, host_key(run.host))  # what a later check should assume
+    record_aliases(run, outcomes)
     if stop is not None and stop.is_set():
         return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
@@ -278,6 +365,38 @@ def apply(
     except EngineError as exc:
         return ApplyResult(outcomes=outcomes, verify_error=str(exc))
     return ApplyResult(outcomes=outcomes, remaining=remaining)
+
+
+def record_aliases(run: Run, outcomes) -> None:
+    """Keep the per-daemon record of the alias tags this stack created for its base images
+    (prune reads it): the ones apply created, and the recorded ones it moved; drop the ones it
+    untagged.  An alias ``tag-localhost IMAGE`` made for an image the stack does not use is
+    not the stack's."""
+    from .aliases import AliasRecord
+    from .plan import RemoveAction, TagAction, UntagAction
+
+    used = {b.ref for b in run.bases if b.used_by}
+    bases = {a.alias for a in run.desired.aliases if a.base in used}
+    done = [o for o in outcomes if o.status == "succeeded"]
+    tagged = [o for o in done if isinstance(o.action, TagAction) and o.after and o.action.image in bases]
+    gone = [
+        ref
+        for o in done
+        if isinstance(o.action, (UntagAction, RemoveAction))
+        for ref in (o.action.tags if isinstance(o.action, RemoveAction) else (o.action.image,))
+    ]
+    if not tagged and not gone:
+        return
+    from .errors import EngineError
+
+    try:
+        record = AliasRecord(daemon_key(run))
+    except EngineError:
+        return  # the daemon went away: verify says so; these aliases stay unrecorded, so prune keeps them
+    stack = run.stack.config.stack.name
+    ours = record.created(stack) if any(o.action.before for o in tagged) else {}
+    made = {o.action.image: o.after for o in tagged if o.action.before is None or o.action.image in ours}
+    record.update(stack, made, gone)
 
 
 def aliases_only(run: Run, observation: Observation | None = None) -> Plan:

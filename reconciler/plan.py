@@ -1,9 +1,10 @@
 """Plan: the pure difference between desired and actual state.
 
 A plan is a typed, ordered list of actions -- pulls, the tags that may depend
-on them, file writes, then builds in dependency order -- each with a machine
-reason and a sentence for people.  Everything that needs no action is kept
-too, with why, for ``plan -v``.
+on them, file writes, builds in dependency order, then the internal registry's
+pushes and mirrors and, with prune, the untags and removals of what the stack
+dropped -- each with a machine reason and a sentence for people.  Everything
+that needs no action is kept too, with why, for ``plan -v``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from . import builds as b
-from .actual import ObservedFiles, ObservedImages
+from . import platforms
+from .actual import ObservedFiles, ObservedImages, ObservedRegistry
 from .builds import BuildSpec
 from .context import dockerfile_in_context
-from .desired import BaseImage, DesiredState, desired_state
+from .desired import BaseImage, DesiredState, Upload, desired_state
 from .errors import InputError
 from .files import FileSpec, unified_diff
 from .network import NetworkDecision
@@ -55,13 +57,15 @@ class PullAction(Action):
     kind: ClassVar[str] = "pull"
     image: ImageRef = None  # type: ignore[assignment]
     serves: tuple[ImageRef, ...] = ()
+    platform: str | None = None  # pulled for this platform; None: the daemon's
 
     @property
     def symbol(self) -> str:  # type: ignore[override]
         return "~" if self.before else "+"  # remote-changed: the local copy is replaced
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "image": self.image.familiar, "serves": [r.familiar for r in self.serves]}
+        found = {**super().to_json(), "image": self.image.familiar, "serves": [r.familiar for r in self.serves]}
+        return {**found, "platform": self.platform} if self.platform else found
 
 
 @dataclass
@@ -117,6 +121,82 @@ class BuildAction(Action):
 
 
 @dataclass
+class PushAction(Action):
+    """The local ``image`` tagged ``target`` and pushed; ``before``: the registry's manifest digest now."""
+
+    kind: ClassVar[str] = "push"
+    image: ImageRef = None  # type: ignore[assignment]
+    target: ImageRef = None  # type: ignore[assignment]
+
+    @property
+    def symbol(self) -> str:  # type: ignore[override]
+        return "~" if self.before else "+"
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "image": self.image.familiar, "target": self.target.familiar}
+
+
+@dataclass
+class MirrorAction(PushAction):
+    """A base image, pulled from its public registry, pushed under its internal registry name."""
+
+    kind: ClassVar[str] = "mirror"
+
+
+@dataclass
+class UntagAction(Action):
+    """Tag ``image`` removed; the image stays under its other tags.  ``before``: its image ID."""
+
+    kind: ClassVar[str] = "untag"
+    symbol: ClassVar[str] = "-"
+    image: ImageRef = None  # type: ignore[assignment]
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "image": self.image.familiar}
+
+
+@dataclass
+class RemoveAction(Action):
+    """Every tag in ``tags`` removed: the image goes with the last one.  ``before``: its image ID."""
+
+    kind: ClassVar[str] = "remove"
+    symbol: ClassVar[str] = "-"
+    image: ImageRef = None  # type: ignore[assignment]  # the name in its address
+    tags: tuple[ImageRef, ...] = ()
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "image": self.image.familiar, "tags": [t.familiar for t in self.tags]}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An image prune would remove, kept because containers use it."""
+
+    image_id: str
+    tags: tuple[ImageRef, ...]
+    containers: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        users = ", ".join(self.containers[:3]) + (
+            f" and {len(self.containers) - 3} more" if len(self.containers) > 3 else ""
+        )
+        return (
+            f"kept {', '.join(t.familiar for t in self.tags)} ({short_id(self.image_id)}): no longer declared, "
+            f"but used by container{'s' if len(self.containers) > 1 else ''} {users}"
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "image_id": self.image_id,
+            "tags": [t.familiar for t in self.tags],
+            "containers": list(self.containers),
+            "reason": "in-use",
+            "detail": self.text,
+        }
+
+
+@dataclass
 class Plan:
     network: NetworkDecision
     actions: list[Action] = field(default_factory=list)
@@ -124,6 +204,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)  # --target: the plan is partial
     only: list[str] = field(default_factory=list)  # --only kinds: the plan is partial
+    kept: list[Kept] = field(default_factory=list)  # prune: images in use, not removed
 
     @property
     def empty(self) -> bool:
@@ -134,7 +215,7 @@ class Plan:
         return bool(self.targets or self.only)
 
     def summary(self) -> dict[str, int]:
-        counts = {"pull": 0, "tag": 0, "write": 0, "build": 0}
+        counts = dict.fromkeys(KINDS, 0)
         for action in self.actions:
             counts[action.kind] = counts.get(action.kind, 0) + 1
         return {**counts, "total": len(self.actions)}
@@ -152,6 +233,7 @@ class Plan:
             "partial": self.partial,
             "targets": self.targets,
             "only": self.only,
+            "kept": [k.to_json() for k in self.kept],
             "summary": self.summary(),
         }
 
@@ -183,6 +265,18 @@ def build_address(service: str) -> str:
     return f"build[{service}]"
 
 
+def push_address(upload: Upload) -> str:
+    return f"{'push' if upload.service is not None else 'mirror'}[{upload.image.familiar}]"
+
+
+def untag_address(ref: ImageRef) -> str:
+    return f"untag[{ref.familiar}]"
+
+
+def remove_address(ref: ImageRef) -> str:
+    return f"remove[{ref.familiar}]"
+
+
 def plan(
     desired: DesiredState,
     observed: ObservedImages,
@@ -194,19 +288,41 @@ def plan(
     previous: Callable[[str], dict | None] = lambda inputs_hash: None,
     remote: dict[ImageRef, str] | None = None,
     only: Collection[str] = (),
+    registry: ObservedRegistry | None = None,
+    containers: Mapping[str, Sequence[str]] | None = None,
+    created: Mapping[ImageRef, str] | None = None,
 ) -> Plan:
     """``replace`` / ``force`` rebuild those services (all) whatever their hash;
     ``previous`` finds an old inputs record by hash, to name changed files;
     ``remote`` holds the registry's current digest of base images (``--refresh-remote``):
     a local copy that is not that digest is pulled again.  ``only``: the kinds of action
     that will run (``--only``); a build reads the bases as they are now where the pulls or
-    tags that would change them will not run (:func:`narrow` then leaves those out)."""
+    tags that would change them will not run (:func:`narrow` then leaves those out).
+
+    ``registry``: the internal registry's digests of the push and mirror targets.  With
+    ``desired.prune``: ``containers`` maps image IDs to the containers using them, ``created``
+    the alias tags reconcile created on this daemon for the stack to the image ID each got."""
     remote = remote or {}
     result = Plan(network=network, warnings=list(desired.warnings))
     pulled: set[ImageRef] = set()
     for need in desired.presence:
         image_id = observed.image_id(need.ref)
         upstream = remote.get(need.ref)
+        have = observed.platforms.get(image_id or "")
+        if image_id and not platforms.matches(have, need.platform):
+            result.actions.append(
+                PullAction(
+                    address=pull_address(need.ref),
+                    reason="platform-differs",
+                    detail=f"the local image is {have}, want {need.platform}",
+                    before=image_id,
+                    image=need.ref,
+                    serves=need.serves,
+                    platform=need.platform,
+                )
+            )
+            pulled.add(need.ref)
+            continue
         if image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
             local = _local_copy(need.ref, image_id, observed)
             result.actions.append(
@@ -217,6 +333,7 @@ def plan(
                     before=image_id,
                     image=need.ref,
                     serves=need.serves,
+                    platform=need.platform,
                 )
             )
             pulled.add(need.ref)
@@ -234,6 +351,7 @@ def plan(
                 detail="not present locally" + (f"; provides {serves}" if serves else ""),
                 image=need.ref,
                 serves=need.serves,
+                platform=need.platform,
             )
         )
         pulled.add(need.ref)
@@ -272,7 +390,119 @@ def plan(
         )
     _plan_writes(desired.files, files or {}, result)
     _plan_builds(desired, observed, result, replace, force, previous, set(only or KINDS))
+    _plan_uploads(desired, observed, registry or ObservedRegistry(), result)
+    if desired.prune is not None:
+        _plan_prune(desired, observed, containers or {}, created or {}, result)
     return result
+
+
+def _plan_uploads(desired: DesiredState, observed: ObservedImages, registry: ObservedRegistry, result: Plan) -> None:
+    """Pushes, then mirrors: the registry's manifest digest for the target against the digest the
+    daemon recorded for the local image in that repository (its RepoDigests, set by a pull from or
+    a push to it).  A build or pull in the plan changes the local image: the upload waits for it
+    and is planned whatever the registry holds (apply reports unchanged when it pushed the same)."""
+    by_address = {a.address: a for a in result.actions}
+    for upload in [*desired.pushes, *desired.mirrors]:
+        if upload.service is not None:
+            upstream = build_address(upload.service)
+        else:
+            upstream = pull_address(upload.image)
+        waits = [upstream] if upstream in by_address else []
+        image_id = observed.image_id(upload.image)
+        problem = registry.errors.get(upload.target)
+        remote = registry.digests.get(upload.target)
+        there = f"{upload.target} in the internal registry"
+        if problem is not None:
+            reason, detail = (
+                "registry-unknown",
+                f"cannot ask the registry for {upload.target} ({problem}): pushed to be sure",
+            )
+        elif remote is None:
+            reason, detail = "missing", f"{there} does not exist"
+        elif waits:
+            reason, detail = "registry-differs", f"{there} is {remote[:19]}; decided after {waits[0]}"
+        elif (
+            image_id is not None
+            and observed.digests.get(ImageRef(upload.target.domain, upload.target.path, None, remote)) == image_id
+        ):
+            result.unchanged.append(f"{there} is {remote[:19]}, the same as {upload.image}")
+            continue
+        else:
+            local = _local_copy(upload.target, image_id, observed) if image_id else "not present"
+            reason, detail = "registry-differs", f"{there} is {remote[:19]}; {upload.image} is {local}"
+        kind = PushAction if upload.service is not None else MirrorAction
+        result.actions.append(
+            kind(
+                address=push_address(upload),
+                reason=reason,
+                detail=detail,
+                before=remote,
+                depends_on=waits,
+                image=upload.image,
+                target=upload.target,
+            )
+        )
+
+
+def _plan_prune(
+    desired: DesiredState,
+    observed: ObservedImages,
+    containers: Mapping[str, Sequence[str]],
+    created: Mapping[ImageRef, str],
+    result: Plan,
+) -> None:
+    """What the stack made and no longer declares: tags of images labelled with its name, and
+    alias tags it created (``created``) still on the image it gave them.  An image that keeps a
+    declared or foreign tag loses only these (``untag``); one that would keep none is removed
+    (one ``remove`` for all its tags), unless a container uses it: then it is kept, and said so."""
+    from .builds import LABEL_STACK
+
+    declared = desired.names()
+    # Last, and only once everything else succeeded: the old version goes when the new one is there.
+    before = [a.address for a in result.actions]
+    dropped: dict[str, list[tuple[ImageRef, str]]] = {}
+    for ref, image_id in sorted(observed.tags.items(), key=lambda kv: kv[0].familiar):
+        if ref in declared:
+            continue
+        if observed.labels.get(image_id, {}).get(LABEL_STACK) == desired.prune:
+            why = f"an image of stack {desired.prune} under a tag the stack no longer declares"
+        elif created.get(ref) == image_id:
+            why = f"an alias reconcile created for a base image stack {desired.prune} no longer uses"
+        else:
+            continue
+        dropped.setdefault(image_id, []).append((ref, why))
+    for image_id, found in dropped.items():
+        refs = [ref for ref, _ in found]
+        others = sorted(r.familiar for r, i in observed.tags.items() if i == image_id and r not in refs)
+        if others:
+            for ref, why in found:
+                result.actions.append(
+                    UntagAction(
+                        address=untag_address(ref),
+                        reason="not-declared",
+                        detail=f"{why}; the image stays as {', '.join(others[:3])}",
+                        before=image_id,
+                        depends_on=before,
+                        image=ref,
+                    )
+                )
+            continue
+        users = tuple(containers.get(image_id, ()))
+        if users:
+            result.kept.append(Kept(image_id, tuple(refs), users))
+            continue
+        also = f"; also tagged {', '.join(r.familiar for r in refs[1:])}" if len(refs) > 1 else ""
+        result.actions.append(
+            RemoveAction(
+                address=remove_address(refs[0]),
+                reason="not-declared",
+                detail=f"{found[0][1]}; no container uses it{also}",
+                before=image_id,
+                depends_on=before,
+                image=refs[0],
+                tags=tuple(refs),
+            )
+        )
 
 
 def _plan_writes(specs: list[FileSpec], files: ObservedFiles, result: Plan) -> None:
@@ -343,8 +573,11 @@ def _plan_builds(desired, observed, result, replace, force, previous, runs: set[
         labels = observed.labels.get(current, {}) if current else {}
         label = labels.get(b.LABEL_INPUTS)
         forced = force or spec.service in replace
+        have = observed.platforms.get(current or "")
         if current is None:
             reason, detail = "missing", f"{spec.image} is not present"
+        elif not platforms.matches(have, spec.platform):
+            reason, detail = "platform-differs", f"{spec.image} is {have}, want {spec.platform}"
         elif forced:
             reason, detail = ("force" if force else "replace-requested"), "rebuild requested, without the build cache"
         elif label is None:
@@ -426,7 +659,7 @@ def heredoc_warnings(builds: list[BuildSpec], api_version: str | None, rel: Call
     ]
 
 
-KINDS = ("pull", "tag", "write", "build")
+KINDS = ("pull", "tag", "write", "build", "push", "mirror", "untag", "remove")
 
 
 @dataclass(frozen=True)
@@ -441,7 +674,7 @@ class Scope:
         return bool(self.targets or self.only)
 
 
-_ADDRESS = re.compile(r"(pull|tag)\[(.+)\]")
+_ADDRESS = re.compile(r"(pull|tag|push|mirror|untag|remove)\[(.+)\]")
 
 
 def scope(desired: DesiredState, targets: Sequence[str] = (), only: Sequence[str] = ()) -> Scope:
@@ -460,7 +693,10 @@ def scope(desired: DesiredState, targets: Sequence[str] = (), only: Sequence[str
     addresses: set[str] = set()
     unknown = []
     for text in targets:
-        found = by_name.get(_normalized_address(text)) or by_image.get(_image(text))
+        address = _normalized_address(text)
+        found = by_name.get(address) or by_image.get(_image(text))
+        if not found and desired.prune is not None and _is_prune_address(text):
+            found = {address}  # what prune drops is known only from the daemon: any valid name may be one
         if found:
             addresses |= found
         else:
@@ -491,12 +727,25 @@ def _targetable(desired: DesiredState) -> tuple[dict[str, set[str]], dict[ImageR
         by_name[tag_address(alias.alias)] = {tag_address(alias.alias)}
     for spec in desired.files:
         by_name[write_address(spec)] = {write_address(spec)}
+    pushes = {u.service: push_address(u) for u in desired.pushes}
     for spec in desired.builds:
-        by_name[spec.service] = by_name[build_address(spec.service)] = {build_address(spec.service)}
+        named = {build_address(spec.service)} | ({pushes[spec.service]} if spec.service in pushes else set())
+        by_name[spec.service] = by_name[build_address(spec.service)] = named
         for other in spec.also:  # a compose service that runs the same build
-            by_name[other] = by_name[build_address(other)] = {build_address(spec.service)}
-        by_image.setdefault(spec.image, set()).add(build_address(spec.service))
+            by_name[other] = by_name[build_address(other)] = named
+        by_image.setdefault(spec.image, set()).update(named)
+    for upload in [*desired.pushes, *desired.mirrors]:
+        by_name[push_address(upload)] = {push_address(upload)}
+        for ref in (upload.image, upload.target):
+            by_image.setdefault(ref, set()).add(push_address(upload))
+    for service, image in desired.services.items():  # a node: its service's image, pulled and tagged
+        by_name[service] = set(by_image.get(image, set()))
     return by_name, by_image
+
+
+def _is_prune_address(text: str) -> bool:
+    match = _ADDRESS.fullmatch(text)
+    return bool(match and match.group(1) in ("untag", "remove") and _image(match.group(2)))
 
 
 def _normalized_address(text: str) -> str:
@@ -558,6 +807,7 @@ def narrow(the_plan: Plan, wanted: Scope) -> Plan:
         warnings=warnings,
         targets=list(wanted.targets),
         only=list(wanted.only),
+        kept=the_plan.kept,
     )
 
 

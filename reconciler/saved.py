@@ -64,7 +64,34 @@ def fingerprint(run: Run, seen: Observation) -> dict:
             for path, (content, mode) in seen.files.items()
         },
         "remote": {ref.familiar: digest for ref, digest in sorted(seen.remote.items(), key=lambda kv: kv[0].familiar)},
+        **_lifecycle(run, seen),
     }
+
+
+def _lifecycle(run: Run, seen: Observation) -> dict:
+    """What platforms, pushes, mirrors and prune read: the images' platforms, the internal
+    registry's digests, the containers using images, the record of created aliases.  Absent
+    when none of them is on, so older saved plans keep their fingerprint."""
+    found: dict = {}
+    if seen.images.platforms:  # read only when the stack names a platform
+        found["platforms"] = dict(sorted(seen.images.platforms.items()))
+    targets = [u.target for u in [*run.desired.pushes, *run.desired.mirrors]]
+    if targets:
+        found["registry"] = {
+            ref.familiar: seen.registry.digests.get(ref, "unknown" if ref in seen.registry.errors else None)
+            for ref in sorted(set(targets), key=lambda r: r.familiar)
+        }
+    if run.desired.prune is not None:
+        found["containers"] = {image_id: names for image_id, names in sorted(seen.containers.items())}
+        found["created"] = {ref.familiar: image_id for ref, image_id in sorted(seen.created.items())}
+        # Prune reads every image's tags and labels, not only the stack's names.
+        found["all_images"] = _sha256(
+            json.dumps(
+                sorted((ref.familiar, image_id) for ref, image_id in seen.images.tags.items())
+                + sorted((i, json.dumps(labels, sort_keys=True)) for i, labels in seen.images.labels.items())
+            ).encode()
+        )
+    return found
 
 
 def _images_read(run: Run):
@@ -152,6 +179,10 @@ class SavedOptions(_Closed):
     replace: list[str] | None = None
     force: bool = False
     refresh_remote: bool = False
+    push: bool = False
+    mirror: bool = False
+    prune: bool = False
+    role: str | None = None
 
 
 class SavedAction(BaseModel):
@@ -206,6 +237,11 @@ _WHAT = {
     "labels": "build label of {key}",
     "files": "file {key}",
     "remote": "upstream digest of {key}",
+    "registry": "internal registry digest of {key}",
+    "containers": "the containers of image {key}",
+    "created": "the recorded alias {key}",
+    "all_images": "the daemon's images",
+    "platforms": "the platform of image {key}",
     "daemon": "the daemon",
     "network": "network {key}",
 }

@@ -79,6 +79,43 @@ class StackSection(_Strict):
         description="Folders outside the stack folder (relative to it) that sources, included templates, "
         "Dockerfiles and build contexts may be read from; anything else leading out is an error.",
     )
+    platform: str | None = Field(
+        None,
+        description="Platform of every pull and build (`linux/amd64`, `linux/arm64`), under each service's own; "
+        "part of the inputs hash; a local image of another platform is drift [default: the daemon's].",
+    )
+    role: Literal["builder", "node"] = Field(
+        "builder",
+        description="`builder` builds the service images; `node` builds nothing and pulls each one from the "
+        "internal registry as <registry>/<image>:<tag>, tagged <image>:<tag> and aliased like a base image.",
+    )
+    push: bool = Field(
+        False,
+        description="Builders: every service image must also be in the internal registry as "
+        "<registry>/<image>:<tag>, the same manifest (pushed when missing or different).",
+    )
+    prune: bool = Field(
+        False,
+        description="Untag or remove what this stack made and no longer declares: its service images (by the "
+        "io.reconcile.stack label) under other tags, and the alias tags it created for base images it no longer "
+        "uses. An image a container uses is kept.",
+    )
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        return _platform(value)
+
+
+def _platform(value: str | None) -> str | None:
+    from .platforms import normalize
+
+    if value is None:
+        return None
+    found = normalize(value)
+    if found is None:
+        raise ValueError(f"{value[:60]!r} is not a platform: use OS/ARCH[/VARIANT], like linux/amd64")
+    return found
 
 
 class NetworkSection(_Strict):
@@ -100,6 +137,12 @@ class NetworkSection(_Strict):
     )
     internal_probes: list[str] | None = Field(
         None, description="URLs; absent: the internal registry's /v2/ over https, then http."
+    )
+    mirror: bool = Field(
+        False,
+        description="External networks: every base image must also be in the internal registry at the name an "
+        "internal network pulls (harbor_paths included), the same manifest (pulled, tagged and pushed when missing "
+        "or different). No effect on an internal network.",
     )
     harbor_paths: dict[str, str] = Field(
         default_factory=dict,
@@ -174,6 +217,12 @@ class ServiceSection(_Strict):
     target: str | None = Field(None, description="Build stage.")
     build_args: dict[str, str] = Field(default_factory=dict)
     image: str | None = Field(None, description="Image name instead of image_prefix + service name.")
+    platform: str | None = Field(None, description="Platform of its build (and of its pull on a node).")
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str | None) -> str | None:
+        return _platform(value)
 
 
 class _FileEntry(_Strict):
@@ -221,6 +270,7 @@ class Service(BaseModel):
     target: str | None = None
     build_args: dict[str, str] = {}
     image: str
+    platform: str | None = None  # its own, else the stack's; None: the daemon's
     also: tuple[str, ...] = ()  # compose services building the same image with the same definition
     origin: str = ""  # where it is defined, for messages
 
@@ -482,6 +532,8 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
             layer["args"] = {**layer.get("args", {}), **explicit.build_args}
         if "image" in given:
             layer["explicit_image"] = explicit.image
+        if "platform" in given:
+            layer["platform"] = explicit.platform
     if partial:
         layers = {name: layer for name, layer in layers.items() if "context" in layer}
     for name in cfg.exclude:
@@ -527,7 +579,7 @@ def _names(layers) -> str:
 
 
 def _definition(service: Service) -> tuple:
-    return (service.context, service.dockerfile, service.target, service.build_args)
+    return (service.context, service.dockerfile, service.target, service.build_args, service.platform)
 
 
 def _discover(stack: Stack, tree, layers: dict[str, dict]) -> None:
@@ -630,6 +682,7 @@ def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
         target=layer.get("target"),
         build_args=args,
         image=image_ref.familiar,
+        platform=layer.get("platform") or cfg.platform,
         origin=layer["origin"],
     )
 

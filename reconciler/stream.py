@@ -98,6 +98,10 @@ class Changes(BaseModel):
     tagged: int
     written: int
     built: int
+    pushed: int = 0
+    mirrored: int = 0
+    untagged: int = 0
+    removed: int = 0
     succeeded: int
     unchanged: int
     failed: int
@@ -206,9 +210,12 @@ class JsonStream:
         error = result.verify_error if result else None
         failed = counts["failed"] or remaining or interrupted or error
         word = "interrupted" if interrupted else "finished with errors" if failed else "complete"
+        lifecycle = "".join(
+            f"{counts[w]} {w}, " for w in ("pushed", "mirrored", "untagged", "removed") if counts.get(w)
+        )
         message = (
             f"Apply {word}: {counts['pulled']} pulled, {counts['tagged']} tagged, "
-            f"{counts['written']} written, {counts['built']} built, {counts['failed']} failed"
+            f"{counts['written']} written, {counts['built']} built, {lifecycle}{counts['failed']} failed"
         )
         self._emit(
             ChangeSummary,

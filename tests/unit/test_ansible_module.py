@@ -207,7 +207,17 @@ def test_check_mode_is_changed_exactly_when_the_plan_has_actions(stack):
     assert results["changed"] is True
     assert results["actions"] == the_plan.to_json()["actions"]
     assert [a["address"] for a in results["actions"]] == ["pull[redis:7-alpine]", "tag[localhost/redis:7-alpine]"]
-    assert results["summary"] == {"pull": 1, "tag": 1, "write": 0, "build": 0, "total": 2}
+    assert results["summary"] == {
+        "pull": 1,
+        "tag": 1,
+        "write": 0,
+        "build": 0,
+        "push": 0,
+        "mirror": 0,
+        "untag": 0,
+        "remove": 0,
+        "total": 2,
+    }
     assert results["network"] == {"mode": "external", "source": "--network", "registry": "aiharbor.msxf.local/aihpc"}
     assert (results["outcomes"], results["remaining"], results["partial"]) == ([], [], False)
     assert results["msg"] == "Plan: 1 to pull, 1 to tag."

@@ -30,6 +30,7 @@ from reconciler.refs import ImageRef, parse
 CASES = Path(__file__).parent.parent / "cases" / "plan"
 KEYS = ("kind", "address", "reason", "before", "depends_on")
 DIGEST = "sha256:" + "ef" * 32
+LIFECYCLE_NONE = {"push": 0, "mirror": 0, "untag": 0, "remove": 0}  # counted in every summary, zero here
 
 
 def _network(mode: str, registry: str = "harbor.test/aihpc") -> NetworkDecision:
@@ -137,16 +138,25 @@ def test_plan_summary_counts_kinds():
         "tag": 4,
         "write": 0,
         "build": 0,
+        **LIFECYCLE_NONE,
         "total": 6,
     }
-    assert _plan("internal", [], []).summary() == {"pull": 0, "tag": 0, "write": 0, "build": 0, "total": 0}
+    assert _plan("internal", [], []).summary() == {
+        "pull": 0,
+        "tag": 0,
+        "write": 0,
+        "build": 0,
+        **LIFECYCLE_NONE,
+        "total": 0,
+    }
 
 
 def test_plan_to_json_is_versioned_and_complete():
     data = _plan("external", ["redis:7"], []).to_json()
     assert data["format_version"] == "1.0"
     assert data["network"] == {"mode": "external", "source": "test", "registry": "harbor.test/aihpc"}
-    assert data["summary"] == {"pull": 1, "tag": 1, "write": 0, "build": 0, "total": 2}
+    assert data["summary"] == {"pull": 1, "tag": 1, "write": 0, "build": 0, **LIFECYCLE_NONE, "total": 2}
+    assert data["kept"] == []
     pull, tag = data["actions"]
     assert pull == {
         "address": "pull[redis:7]",
