@@ -106,6 +106,7 @@ RegistryOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also show what needs no change, and why.")]
+CompactOpt = Annotated[bool, typer.Option("--compact", help="One line per resource: no reasons, no diffs.")]
 TagOpt = Annotated[
     str | None, typer.Option("--tag", metavar="TAG", help="Tag of the service images [default: stack.tag].")
 ]
@@ -231,6 +232,7 @@ def plan(
     registry: RegistryOpt = None,
     json_: JsonOpt = False,
     verbose: VerboseOpt = False,
+    compact: CompactOpt = False,
     tag: TagOpt = None,
     target: TargetOpt = None,
     only: OnlyOpt = None,
@@ -309,7 +311,7 @@ def plan(
     if json_:
         output.emit_json(the_plan.to_json())
     else:
-        output.render_plan(the_plan, verbose=verbose)
+        output.render_plan(the_plan, verbose=verbose, compact=compact)
         if out is not None:
             output.emit(f"\nSaved the plan to {out}. To perform exactly these actions: reconcile apply {out}")
     if metrics_file is not None:
@@ -484,7 +486,7 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
             stream.diagnostic("error", f"verify: {result.verify_error}")
         stream.summary(result.summary(), [a.address for a in result.remaining], result)
     else:
-        output.render_apply(result)
+        output.render_apply(result, already=len(the_plan.unchanged))
     if result.verify_error:  # the outcomes above first, then the one error line
         print(f"error: verify: {result.verify_error}", file=sys.stderr)
     return EXIT_INTERRUPTED if result.interrupted else 0 if result.ok else 1

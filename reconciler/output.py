@@ -105,7 +105,38 @@ def _diff_lines(diff: str, stream: TextIO):
         yield _style(f"      {printable(line)}", color, stream)  # file content: no escape sequence reaches the terminal
 
 
-def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = None) -> None:
+def grouped(actions: list[Action], *, compact: bool = False) -> list[tuple[Action, list[str]]]:
+    """The plan as people read it: each base image's pull with the tags that follow it (one
+    reason for the block: the tags point at whatever the pull brings), the other actions
+    one each, in plan order.  ``compact``: one line per resource, no reasons.  The order of execution is
+    the plan's, whatever this shows."""
+    pulls = {a.address: a for a in actions if isinstance(a, PullAction)}
+    following: dict[str, list[TagAction]] = {}
+    for action in actions:
+        if isinstance(action, TagAction) and (pull := next((d for d in action.depends_on if d in pulls), None)):
+            following.setdefault(pull, []).append(action)
+    nested = {tag.address for tags in following.values() for tag in tags}
+    blocks: list[tuple[Action, list[str]]] = []
+    for action in actions:
+        if action.address in nested:
+            continue
+        if compact:
+            blocks.append((action, []))
+            if isinstance(action, PullAction):
+                blocks += [(tag, []) for tag in following.get(action.address, [])]
+            continue
+        details = [f"{action.reason}: {action.detail}"]
+        tags = following.get(action.address, [])
+        if tags:
+            details += [
+                f"{tag.symbol} tag {tag.image}" + (f" (now {short_id(tag.before)})" if tag.before else "")
+                for tag in tags
+            ]
+        blocks.append((action, details))
+    return blocks
+
+
+def render_plan(plan: Plan, *, verbose: bool = False, compact: bool = False, stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
     emit(network_line(plan.network), out)
     for warning in plan.warnings:
@@ -118,11 +149,12 @@ def render_plan(plan: Plan, *, verbose: bool = False, stream: TextIO | None = No
             emit(_style(f"  = {line}", "bright_black", out), out)
     if not plan.empty:
         emit("\nreconcile will perform the following actions:\n", out)
-        for action in plan.actions:
-            emit(_style(f"  {action.symbol} {printable(action_line(action))}", _COLORS.get(action.symbol), out), out)
-            emit(f"      {action.reason}: {printable(action.detail)}", out)
-            if isinstance(action, WriteAction) and action.diff:
-                for line in _diff_lines(action.diff, out):
+        for head, details in grouped(plan.actions, compact=compact):
+            emit(_style(f"  {head.symbol} {printable(action_line(head))}", _COLORS.get(head.symbol), out), out)
+            for line in details:
+                emit(f"      {printable(line)}", out)
+            if not compact and isinstance(head, WriteAction) and head.diff:
+                for line in _diff_lines(head.diff, out):
                     emit(line, out)
     if plan.partial:
         emit(
@@ -152,7 +184,8 @@ def plan_text(plan: Plan) -> str:
     return buffer.getvalue()
 
 
-def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
+def render_apply(result: ApplyResult, stream: TextIO | None = None, *, already: int = 0) -> None:
+    """``already``: resources the plan found right (not actions), counted in ``ok=`` as Ansible does."""
     out = stream or sys.stdout
     failed = [o for o in result.outcomes if o.status == "failed"]
     if failed:
@@ -176,7 +209,8 @@ def render_apply(result: ApplyResult, stream: TextIO | None = None) -> None:
     emit(
         f"\n{head} {s['pulled']} pulled, {s['tagged']} tagged, {s['written']} written, {s['built']} built, "
         + lifecycle_counts(s)
-        + f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total.",
+        + f"{s['failed']} failed, {s['skipped']} skipped, {s['unchanged']} unchanged, {s['total']} total; "
+        + f"ok={s['unchanged'] + already} ({already} already right before apply).",
         out,
     )
     if result.interrupted:

@@ -111,3 +111,38 @@ def test_probe_urls_take_ports_from_the_environment(tmp_path, monkeypatch):
     )
     decision = decide(section, environ={"HUB_PORT": "9"}, use_cache=False)  # port 9: nothing answers, at once
     assert [p.url for p in decision.probes] == ["http://127.0.0.1:9/v2/", "http://127.0.0.1:9/v2/"]
+
+
+def test_a_pull_and_its_tags_read_as_one_block_and_compact_is_one_line_each():
+    from reconciler.actual import observe
+    from reconciler.desired import BaseImage, desired_state
+    from reconciler.plan import plan
+
+    network = NetworkDecision(
+        mode="internal", source="t", registry="h.example/p", registry_source="t", alias_prefix="localhost"
+    )
+    desired = desired_state([BaseImage(parse(f"img{n}:1"), ()) for n in range(200)], network)
+    the_plan = plan(desired, observe([]), network)
+    assert len(the_plan.actions) == 600  # 200 pulls, 400 tags
+    full, compact = io.StringIO(), io.StringIO()
+    output.render_plan(the_plan, stream=full)
+    output.render_plan(the_plan, stream=compact, compact=True)
+    lines = full.getvalue().splitlines()
+    block = lines[lines.index("  + pull h.example/p/img0:1") :][:4]
+    assert block == [
+        "  + pull h.example/p/img0:1",
+        "      missing: not present locally; provides img0:1",
+        "      + tag img0:1",
+        "      + tag localhost/img0:1",
+    ]
+    assert len(lines) < 900  # was 1,206 lines for 600 actions
+    assert len(compact.getvalue().splitlines()) < 620 and "missing:" not in compact.getvalue()
+    assert "Plan: 200 to pull, 400 to tag." in full.getvalue()
+
+
+def test_the_apply_summary_counts_what_was_already_right():
+    from reconciler.apply import ApplyResult
+
+    buffer = io.StringIO()
+    output.render_apply(ApplyResult(), buffer, already=48)
+    assert "0 unchanged, 0 total; ok=48 (48 already right before apply)." in buffer.getvalue()
