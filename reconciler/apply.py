@@ -256,48 +256,67 @@ class _Gate:
         self._call("stopping", running)
 
 
-def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: float) -> Outcome:
-    report.started(action)
-    start = time.monotonic()
+def _retried(action: Action, report: Reporter, retry_delay: float, call):
+    """``call()`` up to PULL_ATTEMPTS times, 1 s then 2 s apart: (its result, None), or (None, the last
+    error).  A NotFoundError is final at once: the registry said no, asking again changes nothing."""
     error: EngineError | None = None
     for attempt in range(1, PULL_ATTEMPTS + 1):
         try:
-            image_id = engine.pull(action.image, lambda event: report.progress(action, event), action.platform)
-            have = platforms.of_image(engine.inspect(image_id)) if action.platform else None
-            if not platforms.matches(have, action.platform):
-                # A registry without that platform serves its one image anyway (the daemon only warns).
-                return Outcome(
-                    action,
-                    "failed",
-                    f"pull {action.image} failed",
-                    after=image_id,
-                    error=f"the registry serves {action.image} for {have} only, not {action.platform}",
-                    hint="push an image for that platform there, or change [stack] / [services.X] platform",
-                    seconds=time.monotonic() - start,
-                )
-            return Outcome(
-                action,
-                "succeeded",
-                f"pulled {action.image} as {short_id(image_id)}",
-                after=image_id,
-                seconds=time.monotonic() - start,
-            )
-        except NotFoundError as exc:  # the registry said no: asking again will not change that
-            error = exc
-            break
+            return call(), None
+        except NotFoundError as exc:
+            return None, exc
         except EngineError as exc:
             error = exc
             if attempt < PULL_ATTEMPTS:
                 report.progress(action, {"status": f"attempt {attempt} failed, retrying", "error": str(exc)})
                 time.sleep(retry_delay * 2 ** (attempt - 1))
-    assert error is not None
-    attempts = "" if isinstance(error, NotFoundError) else f" (after {PULL_ATTEMPTS} attempts)"
+    return None, error
+
+
+def _attempts(error: EngineError) -> str:
+    return "" if isinstance(error, NotFoundError) else f" (after {PULL_ATTEMPTS} attempts)"
+
+
+def _pull(engine: Engine, action: PullAction, report: Reporter, retry_delay: float) -> Outcome:
+    report.started(action)
+    start = time.monotonic()
+    image_id, error = _retried(
+        action,
+        report,
+        retry_delay,
+        lambda: engine.pull(action.image, lambda event: report.progress(action, event), action.platform),
+    )
+    if error is not None:
+        return Outcome(
+            action,
+            "failed",
+            f"pull {action.image} failed{_attempts(error)}",
+            error=str(error),
+            hint=_pull_hint(action, error),
+            seconds=time.monotonic() - start,
+        )
+    try:
+        have = platforms.of_image(engine.inspect(image_id)) if action.platform else None
+    except EngineError as exc:
+        return Outcome(
+            action, "failed", f"pull {action.image} failed", error=str(exc), seconds=time.monotonic() - start
+        )
+    if not platforms.matches(have, action.platform):
+        # A registry without that platform serves its one image anyway (the daemon only warns).
+        return Outcome(
+            action,
+            "failed",
+            f"pull {action.image} failed",
+            after=image_id,
+            error=f"the registry serves {action.image} for {have} only, not {action.platform}",
+            hint="push an image for that platform there, or change [stack] / [services.X] platform",
+            seconds=time.monotonic() - start,
+        )
     return Outcome(
         action,
-        "failed",
-        f"pull {action.image} failed{attempts}",
-        error=str(error),
-        hint=_pull_hint(action, error),
+        "succeeded",
+        f"pulled {action.image} as {short_id(image_id)}",
+        after=image_id,
         seconds=time.monotonic() - start,
     )
 
@@ -313,42 +332,28 @@ def _push(engine: Engine, action: PushAction, report: Reporter, retry_delay: flo
     (every layer exists, the same manifest), reported unchanged."""
     report.started(action)
     start = time.monotonic()
-    error: EngineError | None = None
-    for attempt in range(1, PULL_ATTEMPTS + 1):
-        try:
-            digest = engine.push(action.image, action.target, lambda event: report.progress(action, event))
-        except NotFoundError as exc:  # the daemon has no such image, or the registry refuses the name
-            error = exc
-            break
-        except EngineError as exc:
-            error = exc
-            if attempt < PULL_ATTEMPTS:
-                report.progress(action, {"status": f"attempt {attempt} failed, retrying", "error": str(exc)})
-                time.sleep(retry_delay * 2 ** (attempt - 1))
-            continue
-        seconds = time.monotonic() - start
-        if digest == action.before:
-            return Outcome(
-                action, "unchanged", f"{action.target} already is {digest[:19]}", after=digest, seconds=seconds
-            )
-        verb = "mirrored" if action.kind == "mirror" else "pushed"
+    digest, error = _retried(
+        action,
+        report,
+        retry_delay,
+        lambda: engine.push(action.image, action.target, lambda event: report.progress(action, event)),
+    )
+    seconds = time.monotonic() - start
+    if error is not None:
         return Outcome(
             action,
-            "succeeded",
-            f"{verb} {action.image} as {action.target} ({digest[:19]})",
-            after=digest,
+            "failed",
+            f"{action.kind} {action.image} to {action.target} failed{_attempts(error)}",
+            error=str(error),
+            hint="check that the registry is reachable and that the docker config has credentials for it "
+            f"(docker login {action.target.domain})",
             seconds=seconds,
         )
-    assert error is not None
-    attempts = "" if isinstance(error, NotFoundError) else f" (after {PULL_ATTEMPTS} attempts)"
+    if digest == action.before:
+        return Outcome(action, "unchanged", f"{action.target} already is {digest[:19]}", after=digest, seconds=seconds)
+    verb = "mirrored" if action.kind == "mirror" else "pushed"
     return Outcome(
-        action,
-        "failed",
-        f"{action.kind} {action.image} to {action.target} failed{attempts}",
-        error=str(error),
-        hint="check that the registry is reachable and that the docker config has credentials for it "
-        f"(docker login {action.target.domain})",
-        seconds=time.monotonic() - start,
+        action, "succeeded", f"{verb} {action.image} as {action.target} ({digest[:19]})", after=digest, seconds=seconds
     )
 
 
