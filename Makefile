@@ -46,6 +46,7 @@ unit: deps
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: deps
 	$(VENV)/bin/ruff check --fix .

@@ -447,8 +447,10 @@ def _build(engine: Engine, action: BuildAction, report: Reporter) -> Outcome:
         # The record stays what the plan hashed (such triggers are invisible to a plan; see docs/builds.md).
         onbuild = spec.sources is not None and any(engine.has_onbuild(ref) for ref in action.lookups.values())
         packed = pack(spec.context, spec.dockerfile, None if onbuild else spec.sources)
-        files = context_record(spec.context, spec.dockerfile, HashCache(), None, spec.sources) if onbuild else None
-        inputs = builds.record(replace(spec, files=files if onbuild else packed.record), resolved)
+        files = (
+            context_record(spec.context, spec.dockerfile, HashCache(), None, spec.sources) if onbuild else packed.record
+        )
+        inputs = builds.record(replace(spec, files=files), resolved)
         inputs_hash = builds.digest(inputs)
         with packed.file:
             image_id = engine.build(

@@ -75,6 +75,7 @@ def _text(value: object) -> str:
 def _fields(data: bytes):
     """(field number, value) pairs: ints for varints, bytes for length-delimited."""
     i = 0
+    value: int | bytes
     while i < len(data):
         key, i = _varint(data, i)
         number, wire = key >> 3, key & 7

@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +147,9 @@ def is_secret(name: str, listed: list[str] | tuple[str, ...] = ()) -> bool:
     return name in listed or any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_NAMES)
 
 
-def record(spec: BuildSpec, resolved: dict[str, str]) -> dict:
-    """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to.
+def record(spec: BuildSpec, resolved: Mapping[str, str | None]) -> dict:
+    """The inputs record; ``resolved`` maps each base (and needed service image) to what it resolves to
+    (None: decided by a pull not yet run).
     A secret build arg enters it only as a keyed hash, so neither the labels nor the cache tell its value."""
     args = {
         k: (keyed_hash(v) if k in spec.secrets else v)

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -269,7 +269,7 @@ def plan(
     )
 
     started = time.monotonic()
-    options = dict(
+    options: dict[str, Any] = dict(  # prepare()'s keyword arguments, saved with the plan
         stack=stack,
         network=network,
         registry=registry,

@@ -76,7 +76,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import yaml
 
@@ -375,9 +375,9 @@ class _Reader:
         loader = None
         try:
             loader = _BoundedLoader(text, lambda line: self.spend(file, line), too_deep)  # checks characters
-            docs = []
+            docs: list[yaml.Node] = []
             while loader.check_node():
-                docs.append(loader.get_node())
+                docs.append(cast(yaml.Node, loader.get_node()))  # check_node(): there is one
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # ReaderError has no mark
@@ -485,7 +485,7 @@ class _Reader:
                 paths = [self.text(item, doc.file, "include")]
             if not paths or any(not p for p in paths):
                 self.fail("an include path is empty", doc.file, _line(item), "include")
-            absolute = [_join(doc.base_dir, p) for p in paths]
+            absolute = [_join(doc.base_dir, cast(str, p)) for p in paths]  # none is empty, checked above
             found.append((absolute, _join(doc.base_dir, directory) if directory else absolute[0].parent, _line(item)))
         return found
 
@@ -579,6 +579,7 @@ class _Reader:
                 hint="write the Dockerfile to a file and set `dockerfile`",
             )
         values: dict[str, Any] = {}
+        value: dict[str, str | None] | str | Path | None
         for name in ("context", "dockerfile", "target", "args"):
             if name not in entries:
                 continue

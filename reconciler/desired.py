@@ -185,6 +185,7 @@ def desired_state(
         ref = base.ref
         # A Dockerfile may already use the alias (FROM localhost/redis:7): it needs the upstream image.
         upstream = ref.relative_to(prefix) if ref.is_under(prefix) else ref
+        wanted: list[ImageRef | None]  # None: an alias that is no valid name (warned, skipped below)
         if upstream.is_under(network.registry):
             source, wanted = upstream, [ref] if ref != upstream else []
         elif network.mode == "external":

@@ -105,7 +105,8 @@ class _Stage:
     name: str | None
     line: int
     base: str  # the FROM word after substitution
-    raw: str = ""  # the FROM word as written    parent: _Stage | None = None  # the earlier stage `base` names
+    raw: str = ""  # the FROM word as written
+    parent: _Stage | None = None  # the earlier stage `base` names
     # --from / mount from= words, with line and the earlier stage they name
     needs: list[tuple[str, int, _Stage | None]] = field(default_factory=list)
     args: dict[str, str] = field(default_factory=dict)
@@ -241,7 +242,7 @@ def analyze(
     sources: list[Source] | None = None
     # A base stage's ONBUILD COPY would read context paths we do not track.
     if not runs_onbuild and all(s.sources is not None for s in built):
-        sources = sorted(dict.fromkeys(src for s in built for src in s.sources), key=lambda s: s.line)
+        sources = sorted(dict.fromkeys(src for s in built for src in s.sources or ()), key=lambda s: s.line)
     return DockerfileInfo(
         # Stages were walked target-first: put uses back in file order, each once.
         uses=sorted(dict.fromkeys(uses), key=lambda u: u.line),
@@ -667,9 +668,10 @@ def _component_regex(component: str) -> str | None:
                     return None
                 hi = lo
                 if component[i] == "-":
-                    hi, i = _class_char(component, i + 1)
-                    if hi is None:
+                    end, i = _class_char(component, i + 1)
+                    if end is None:
                         return None
+                    hi = end
                 ranges.append((lo, hi))
             spans = "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges if lo <= hi)
             if negated:

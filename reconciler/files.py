@@ -19,11 +19,11 @@ import os
 import re
 import stat
 import time
-from collections.abc import Sized
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from .atomic import FOLDER_FLAGS, replace_in
 from .errors import InputError, ReconcileError, where
@@ -70,6 +70,7 @@ def planned_files(stack: Stack) -> list[PlannedFile]:
     cfg = stack.config
     readable = readable_folders(stack.root, cfg.stack.allow_outside)
     planned: list[PlannedFile] = []
+    kind: Literal["template", "file"]
     for kind, entries in (("template", cfg.templates), ("file", cfg.files)):
         for index, item in enumerate(entries):
             key = f"{kind}s[{index}]"
@@ -485,7 +486,7 @@ def _sum_checked(value: Any, rest: tuple, kwargs: dict) -> None:
     """Summing lists copies the total so far at each step: refuse what would take quadratic time."""
     start = kwargs.get("start", rest[1] if len(rest) > 1 else 0)
     if isinstance(start, list | tuple) and isinstance(value, Sized):
-        parts = [v for v in value if isinstance(v, Sized)]
+        parts = [v for v in cast(Iterable[Any], value) if isinstance(v, Sized)]
         copies = sum(map(len, parts)) * len(parts)
         if copies > 64 * TEMPLATE_ITEMS:
             raise TemplateLimit(f"sum() of {len(parts):,} lists would copy {copies:,} items")

@@ -111,9 +111,9 @@ def prepare(
     if role not in ("builder", "node"):
         raise InputError(f"--role {role[:40]!r} is no role", where="command line", hint="use builder or node")
     if role == "node":
-        images = {name: parse(s.image) for s in found.stack.services for name in (s.name, *s.also)}
+        service_images = {name: parse(s.image) for s in found.stack.services for name in (s.name, *s.also)}
         platforms = {name: s.platform for s in found.stack.services for name in (s.name, *s.also)}
-        desired_mod.add_node_images(state, images, found.network, platforms)
+        desired_mod.add_node_images(state, service_images, found.network, platforms)
     else:
         # --only without write: the builds read the files as they are now, not as the writes would leave them.
         writes = found.files if not only or "write" in only else []

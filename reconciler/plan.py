@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from . import builds as b
 from . import platforms
@@ -242,7 +242,9 @@ def _local_copy(ref: ImageRef, image_id: str, observed: ObservedImages) -> str:
     """The local image named as the registry names it: by its digest in ``ref``'s
     repository (RepoDigests), so a digest is compared with a digest."""
     digests = sorted(
-        d.digest for d, i in observed.digests.items() if i == image_id and (d.domain, d.path) == (ref.domain, ref.path)
+        cast(str, d.digest)  # every key of observed.digests is repo@digest
+        for d, i in observed.digests.items()
+        if i == image_id and (d.domain, d.path) == (ref.domain, ref.path)
     )
     if digests:
         return digests[0][:19]
@@ -694,7 +696,7 @@ def scope(desired: DesiredState, targets: Sequence[str] = (), only: Sequence[str
     unknown = []
     for text in targets:
         address = _normalized_address(text)
-        found = by_name.get(address) or by_image.get(_image(text))
+        found = by_name.get(address) or (by_image.get(image) if (image := _image(text)) is not None else None)
         if not found and desired.prune is not None and _is_prune_address(text):
             found = {address}  # what prune drops is known only from the daemon: any valid name may be one
         if found:
@@ -725,8 +727,8 @@ def _targetable(desired: DesiredState) -> tuple[dict[str, set[str]], dict[ImageR
         for ref in (alias.alias, alias.source, alias.base):
             by_image.setdefault(ref, set()).add(tag_address(alias.alias))
         by_name[tag_address(alias.alias)] = {tag_address(alias.alias)}
-    for spec in desired.files:
-        by_name[write_address(spec)] = {write_address(spec)}
+    for file in desired.files:
+        by_name[write_address(file)] = {write_address(file)}
     pushes = {u.service: push_address(u) for u in desired.pushes}
     for spec in desired.builds:
         named = {build_address(spec.service)} | ({pushes[spec.service]} if spec.service in pushes else set())

@@ -514,6 +514,7 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
         layer = layers.setdefault(name, {"origin": stack.where("services", name)})
         given = explicit.model_fields_set
         if "context" in given:
+            assert explicit.context is not None  # TOML has no null: a context given is a string
             layer["context"] = (stack.root / explicit.context).resolve()
             # Key by key: a compose dockerfile stays (relative to the new context); a discovered one does not.
             if "dockerfile" in given or layer.get("dockerfile_from") != "compose":
