@@ -477,10 +477,13 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
         return 0
     if ask:
         _confirm()
+    reporter = stream or output.ProgressReporter(total=len(the_plan.actions))
     with _interrupts() as stop:
-        result = pipeline.apply(
-            run, the_plan, parallelism=parallelism, reporter=stream or output.ProgressReporter(), stop=stop
-        )
+        try:
+            result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=reporter, stop=stop)
+        finally:
+            if isinstance(reporter, output.ProgressReporter):
+                reporter.close()
     if stream is not None:
         if result.verify_error:
             stream.diagnostic("error", f"verify: {result.verify_error}")
@@ -576,7 +579,11 @@ def tag_localhost(
         the_plan = pipeline.aliases_only(run)
         if not json_:
             output.render_plan(the_plan)
-        result = pipeline.apply(run, the_plan, reporter=output.ProgressReporter(), verify=pipeline.aliases_only)
+        reporter = output.ProgressReporter(total=len(the_plan.actions))
+        try:
+            result = pipeline.apply(run, the_plan, reporter=reporter, verify=pipeline.aliases_only)
+        finally:
+            reporter.close()
     if json_:
         output.emit_json(output.apply_json(the_plan, result))
     elif not the_plan.empty:

@@ -290,42 +290,71 @@ def render_env(network: NetworkDecision) -> None:
 
 
 class ProgressReporter:
-    """Apply progress on stderr: a line when an action starts and ends, and for
-    pulls the layer count as it goes (on a terminal, at most once a second)."""
+    """Apply progress on stderr.
 
-    def __init__(self, stream: TextIO | None = None):
+    Without a terminal (CI, cron, pipes): plain lines, one when an action starts and one
+    when it ends (and a retry's reason), nothing else.  On a terminal: the same finished
+    lines, under a live footer redrawn a few times a second: ``[done/total]``, the time
+    so far, and each running action with its own time and latest step (a BuildKit step, a
+    layer count), so parallel builds never interleave their output and a long pull or
+    build visibly lives (rich, which typer brings)."""
+
+    def __init__(self, stream: TextIO | None = None, total: int = 0):
         self.stream = stream or sys.stderr
         self.lock = threading.Lock()
+        self.total = total
+        self.done = 0
+        self.began = time.monotonic()
+        self.running: dict[str, tuple[float, str]] = {}  # address -> (started, latest step)
         self.layers: dict[str, set[str]] = {}
-        self.last: dict[str, float] = {}
-        self.tty = self.stream.isatty()
+        self.live = None
+        if self.stream.isatty() and os.environ.get("TERM") != "dumb":
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=self.stream, no_color=not colors(self.stream), highlight=False)
+            self.live = Live(get_renderable=self._footer, console=console, refresh_per_second=4, transient=True)
+            self.live.start()
+
+    def _footer(self):
+        from rich.text import Text
+
+        with self.lock:
+            now = time.monotonic()
+            lines = [f"[{self.done}/{self.total}] {now - self.began:.0f}s"]
+            lines += [f"  {a}  {now - since:.0f}s  {step}" for a, (since, step) in list(self.running.items())[:12]]
+            if len(self.running) > 12:
+                lines.append(f"  … and {len(self.running) - 12} more")
+        return Text("\n".join(lines))
 
     def _say(self, text: str, color: str | None = None) -> None:
         with self.lock:
-            print(_style(text, color, self.stream), file=self.stream, flush=True)
+            if self.live is not None:
+                self.live.console.print(text, style=color if colors(self.stream) else None, markup=False)
+            else:
+                print(_style(text, color, self.stream), file=self.stream, flush=True)
+
+    def _step(self, action: Action, step: str) -> None:
+        with self.lock:
+            since, _ = self.running.get(action.address, (time.monotonic(), ""))
+            self.running[action.address] = (since, step)
 
     def started(self, action: Action) -> None:
-        if isinstance(action, PullAction):
-            self._say(f"{action.address}: pulling…")
-        elif isinstance(action, BuildAction):
-            self._say(f"{action.address}: building {action.spec.image}…")
-        elif isinstance(action, PushAction):
-            self._say(f"{action.address}: pushing {action.target}…")
+        verb = {PullAction: "pulling…", BuildAction: "building…", PushAction: "pushing…"}.get(type(action))
+        self._step(action, verb or "")
+        if verb is None:
+            return
+        what = action.spec.image if isinstance(action, BuildAction) else None
+        self._say(f"{action.address}: " + (f"building {what}…" if what else verb))
 
     def progress(self, action: Action, event: dict) -> None:
-        if "step" in event:  # a BuildKit step started
-            self._say(f"{action.address}: {event['step']}" + (" (cached)" if event.get("cached") else ""))
-            return
-        if "error" in event:
+        if "error" in event:  # a retry: worth a line wherever the output goes
             self._say(f"{action.address}: {event.get('status')}: {event['error']}", "yellow")
-            return
-        layer = event.get("id")
-        if layer and event.get("status") in ("Pull complete", "Already exists"):
+        elif "step" in event:  # a BuildKit step started
+            self._step(action, event["step"] + (" (cached)" if event.get("cached") else ""))
+        elif (layer := event.get("id")) and event.get("status") in ("Pull complete", "Already exists"):
             self.layers.setdefault(action.address, set()).add(layer)
-            now = time.monotonic()
-            if self.tty and now - self.last.get(action.address, 0) >= 1:
-                self.last[action.address] = now
-                self._say(f"{action.address}: {len(self.layers[action.address])} layer(s) done")
+            self._step(action, f"{len(self.layers[action.address])} layer(s) done")
 
     def stopping(self, running: int) -> None:
         self._say(f"interrupted: no new actions start; waiting for {running} running", "yellow")
@@ -334,4 +363,13 @@ class ProgressReporter:
         mark = {"succeeded": "✓", "failed": "✗", "skipped": "-", "unchanged": "="}[outcome.status]
         color = {"succeeded": "green", "failed": "red", "skipped": "yellow"}.get(outcome.status)
         timing = f" ({outcome.seconds:.1f}s)" if outcome.seconds >= 0.05 else ""
+        with self.lock:
+            self.running.pop(outcome.action.address, None)
+            self.done += 1
         self._say(f"{outcome.action.address}: {mark} {outcome.message}{timing}", color)
+
+    def close(self) -> None:
+        """Take the live footer down (before the summary is printed)."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

@@ -146,3 +146,23 @@ def test_the_apply_summary_counts_what_was_already_right():
     buffer = io.StringIO()
     output.render_apply(ApplyResult(), buffer, already=48)
     assert "0 unchanged, 0 total; ok=48 (48 already right before apply)." in buffer.getvalue()
+
+
+def test_apply_progress_without_a_terminal_is_one_line_per_start_and_finish():
+    from reconciler.apply import Outcome
+    from reconciler.plan import PullAction
+
+    pipe = io.StringIO()
+    reporter = output.ProgressReporter(pipe, total=1)
+    pull = PullAction(address="pull[redis:7]", reason="missing", detail="", image=parse("redis:7"))
+    reporter.started(pull)
+    reporter.progress(pull, {"status": "Pull complete", "id": "abc"})
+    reporter.progress(pull, {"status": "Downloading", "id": "abc", "progress": "[==>  ]"})
+    reporter.progress(pull, {"status": "attempt 1 failed, retrying", "error": "EOF"})
+    reporter.finished(Outcome(pull, "succeeded", "pulled redis:7 as sha256:aaaa"))
+    reporter.close()
+    assert pipe.getvalue().splitlines() == [
+        "pull[redis:7]: pulling…",
+        "pull[redis:7]: attempt 1 failed, retrying: EOF",
+        "pull[redis:7]: ✓ pulled redis:7 as sha256:aaaa",
+    ]
