@@ -366,6 +366,8 @@ def _untag(engine: Engine, action: UntagAction | RemoveAction, report: Reporter)
     deleted = False
     for ref in tags:
         try:
+            if engine.image_id(ref) != action.before:  # moved since the plan: no longer what prune meant
+                continue
             deleted = engine.untag(ref) or deleted
         except NotFoundError:
             continue

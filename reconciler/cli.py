@@ -219,7 +219,11 @@ RefreshOpt = Annotated[
 LockTimeoutOpt = Annotated[
     float,
     typer.Option(
-        "--lock-timeout", min=0, help="Seconds to wait for another apply on this daemon [default: 0, fail at once]."
+        "--lock-timeout",
+        min=0,
+        metavar="SECONDS",
+        show_default=False,
+        help="Seconds to wait for another apply on this daemon [default: 0, fail at once].",
     ),
 ]
 
@@ -357,7 +361,9 @@ def apply(
     prune: PruneOpt = False,
     role: RoleOpt = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Apply without asking.")] = False,
-    parallelism: Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Pulls and builds at once.")] = 4,
+    parallelism: Annotated[
+        int, typer.Option("--parallelism", min=1, max=32, metavar="N", help="Pulls and builds at once.")
+    ] = 4,
     lock_timeout: LockTimeoutOpt = 0.0,
 ) -> int:
     """Plan, ask, then pull, tag, write, build, push, mirror and prune; finally read again and check nothing is

@@ -283,6 +283,14 @@ class Engine:
             raise EngineError(f"the daemon finished pushing {target} without a manifest digest")
         return digest
 
+    def image_id(self, ref: ImageRef) -> str | None:
+        """The image a tag points at now, or None."""
+        try:
+            with self._errors("inspect", ref):
+                return self._client().inspect_image(ref.familiar)["Id"]
+        except NotFoundError:
+            return None
+
     def untag(self, ref: ImageRef) -> bool:
         """Remove the tag ``ref``; the image goes with its last tag (never forced: the daemon
         refuses to remove an image a container uses).  Whether the image went."""

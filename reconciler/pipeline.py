@@ -373,19 +373,21 @@ def record_aliases(run: Run, outcomes) -> None:
     untagged.  An alias ``tag-localhost IMAGE`` made for an image the stack does not use is
     not the stack's."""
     from .aliases import AliasRecord
-    from .plan import RemoveAction, TagAction, UntagAction
+    from .plan import BuildAction, RemoveAction, TagAction, UntagAction
 
     used = {b.ref for b in run.bases if b.used_by}
     bases = {a.alias for a in run.desired.aliases if a.base in used}
     done = [o for o in outcomes if o.status == "succeeded"]
     tagged = [o for o in done if isinstance(o.action, TagAction) and o.after and o.action.image in bases]
+    # The service images it built: prune removes an old version only if reconcile made that tag.
+    built = {o.action.spec.image: o.after for o in done if isinstance(o.action, BuildAction) and o.after}
     gone = [
         ref
         for o in done
         if isinstance(o.action, (UntagAction, RemoveAction))
         for ref in (o.action.tags if isinstance(o.action, RemoveAction) else (o.action.image,))
     ]
-    if not tagged and not gone:
+    if not tagged and not gone and not built:
         return
     from .errors import EngineError
 
@@ -396,7 +398,7 @@ def record_aliases(run: Run, outcomes) -> None:
     stack = run.stack.config.stack.name
     ours = record.created(stack) if any(o.action.before for o in tagged) else {}
     made = {o.action.image: o.after for o in tagged if o.action.before is None or o.action.image in ours}
-    record.update(stack, made, gone)
+    record.update(stack, {**made, **built}, gone)
 
 
 def aliases_only(run: Run, observation: Observation | None = None) -> Plan:

@@ -453,8 +453,8 @@ def _plan_prune(
     created: Mapping[ImageRef, str],
     result: Plan,
 ) -> None:
-    """What the stack made and no longer declares: tags of images labelled with its name, and
-    alias tags it created (``created``) still on the image it gave them.  An image that keeps a
+    """What the stack made and no longer declares: the tags reconcile made for it (``created``:
+    the per-daemon record of its builds, pushes and aliases) still on the image it gave them.  An image that keeps a
     declared or foreign tag loses only these (``untag``); one that would keep none is removed
     (one ``remove`` for all its tags), unless a container uses it: then it is kept, and said so."""
     from .builds import LABEL_STACK
@@ -466,12 +466,14 @@ def _plan_prune(
     for ref, image_id in sorted(observed.tags.items(), key=lambda kv: kv[0].familiar):
         if ref in declared:
             continue
+        # Only tags reconcile made for this stack (its record) and still where it put them: a tag
+        # the user added, even on this stack's image, is never the stack's to remove.
+        if created.get(ref) != image_id:
+            continue
         if observed.labels.get(image_id, {}).get(LABEL_STACK) == desired.prune:
             why = f"an image of stack {desired.prune} under a tag the stack no longer declares"
-        elif created.get(ref) == image_id:
-            why = f"an alias reconcile created for a base image stack {desired.prune} no longer uses"
         else:
-            continue
+            why = f"an alias reconcile created for a base image stack {desired.prune} no longer uses"
         dropped.setdefault(image_id, []).append((ref, why))
     for image_id, found in dropped.items():
         refs = [ref for ref, _ in found]

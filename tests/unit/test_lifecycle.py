@@ -303,7 +303,8 @@ def _plan_prune(images: list[dict], containers=None, created=None, desired=None)
 
 
 def test_prune_removes_an_image_of_the_stack_no_longer_declared_with_all_its_tags():
-    result = _plan_prune([_labelled(IMAGE, "t-base:v1", "localhost/t-base:v1", f"{REGISTRY}/t-base:v1")])
+    made = {parse(t): IMAGE for t in ("t-base:v1", "localhost/t-base:v1", f"{REGISTRY}/t-base:v1")}
+    result = _plan_prune([_labelled(IMAGE, "t-base:v1", "localhost/t-base:v1", f"{REGISTRY}/t-base:v1")], created=made)
     [action] = result.actions
     assert isinstance(action, RemoveAction) and action.symbol == "-"
     assert (action.address, action.reason, action.before) == (
@@ -323,7 +324,8 @@ def test_prune_untags_only_when_the_image_keeps_a_declared_or_foreign_tag():
     spec = _spec(image="t-base:v2")
     current = _built(spec, IMAGE, tags=["t-base:v1"])  # the same image under the old tag
     foreign = _labelled(OTHER, "t-app:v1", "backup/app:1", stack="other-stack")
-    result = plan(_pruning(spec), observe([current, foreign]), _network())
+    made = {parse("t-base:v1"): IMAGE}  # this stack's record; t-app:v1 is another stack's
+    result = plan(_pruning(spec), observe([current, foreign]), _network(), created=made)
     [action] = result.actions
     assert isinstance(action, UntagAction)
     assert (action.address, action.before) == ("untag[t-base:v1]", IMAGE)
@@ -331,7 +333,9 @@ def test_prune_untags_only_when_the_image_keeps_a_declared_or_foreign_tag():
 
 
 def test_prune_keeps_an_image_a_container_uses_and_says_which():
-    result = _plan_prune([_labelled(IMAGE, "t-base:v1")], containers={IMAGE: ["web-1", "web-2"]})
+    result = _plan_prune(
+        [_labelled(IMAGE, "t-base:v1")], containers={IMAGE: ["web-1", "web-2"]}, created={parse("t-base:v1"): IMAGE}
+    )
     assert result.empty
     [kept] = result.kept
     assert kept.text == f"kept t-base:v1 ({IMAGE[:19]}): no longer declared, but used by containers web-1, web-2"
@@ -356,6 +360,16 @@ def test_prune_untags_a_recorded_alias_only_while_it_points_where_reconcile_put_
     assert _plan_prune([redis]).empty
 
 
+def test_prune_never_touches_a_tag_the_user_put_on_the_stacks_image():
+    # Found in review: a labelled image's every undeclared tag used to count as the stack's.
+    spec = _spec(image="t-base:v2")
+    current = _built(spec, IMAGE, tags=["t-base:rollback", "myreg.example/me/web:prod"])
+    assert plan(_pruning(spec), observe([current]), _network(), created={}).empty
+    old = _labelled(OTHER, "t-base:v1", "t-base:keep-for-audit")
+    [action] = _plan_prune([old], created={parse("t-base:v1"): OTHER}).actions
+    assert isinstance(action, UntagAction) and action.image == parse("t-base:v1")  # the image stays
+
+
 def test_prune_never_touches_what_the_stack_declares_did_not_make_or_is_off():
     images = [
         {"Id": IMAGE, "RepoTags": ["mine/tool:1"], "RepoDigests": []},  # unlabelled
@@ -369,7 +383,7 @@ def test_prune_never_touches_what_the_stack_declares_did_not_make_or_is_off():
 
 def test_prune_runs_after_everything_else_in_the_plan():
     desired = _pruning()
-    result = plan(desired, observe([_labelled(IMAGE, "t-base:v1")]), _network())
+    result = plan(desired, observe([_labelled(IMAGE, "t-base:v1")]), _network(), created={parse("t-base:v1"): IMAGE})
     build, remove = result.actions
     assert (build.address, remove.address, remove.depends_on) == ("build[base]", "remove[t-base:v1]", ["build[base]"])
 
