@@ -207,7 +207,10 @@ def test_check_mode_plans_apply_converges_and_a_second_run_changes_nothing(hosts
             "write[src/motd/motd]",
             "build[motd]",
         ]
-        assert result["summary"] == {"pull": 2, "tag": 2, "write": 1, "build": 1, "total": 6}
+        assert result["summary"] == {
+            **{kind: 0 for kind in ("push", "mirror", "untag", "remove")},
+            **{"pull": 2, "tag": 2, "write": 1, "build": 1, "total": 6},
+        }
         assert result["network"] == {
             "mode": "external",
             "source": "--network",
