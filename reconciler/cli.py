@@ -612,7 +612,7 @@ def export(
     images) as `docker save` archives with a manifest, for an air-gapped host: `reconcile import` loads them.
 
     An archive of the same image with the same names is not written again."""
-    from . import offline, output
+    from . import offline, output, pipeline
 
     run = pipeline.prepare(
         stack, network=network, registry=registry, host=host, tag=tag, role=role.value if role else None
