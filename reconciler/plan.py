@@ -312,45 +312,24 @@ def plan(
         upstream = remote.get(need.ref)
         have = observed.platforms.get(image_id or "")
         if image_id and not platforms.matches(have, need.platform):
-            result.actions.append(
-                PullAction(
-                    address=pull_address(need.ref),
-                    reason="platform-differs",
-                    detail=f"the local image is {have}, want {need.platform}",
-                    before=image_id,
-                    image=need.ref,
-                    serves=need.serves,
-                    platform=need.platform,
-                )
-            )
-            pulled.add(need.ref)
-            continue
-        if image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
+            reason, detail = "platform-differs", f"the local image is {have}, want {need.platform}"
+        elif image_id and isinstance(upstream, str) and not observed.has_digest(need.ref, upstream):
             local = _local_copy(need.ref, image_id, observed)
-            result.actions.append(
-                PullAction(
-                    address=pull_address(need.ref),
-                    reason="remote-changed",
-                    detail=f"the registry now serves {upstream[:19]}; the local copy is {local}",
-                    before=image_id,
-                    image=need.ref,
-                    serves=need.serves,
-                    platform=need.platform,
-                )
-            )
-            pulled.add(need.ref)
-            continue
-        if image_id:
+            reason, detail = "remote-changed", f"the registry now serves {upstream[:19]}; the local copy is {local}"
+        elif image_id:
             result.unchanged.append(
                 f"{need.ref} is present as {short_id(image_id)}" + (" (same as upstream)" if upstream else "")
             )
             continue
-        serves = ", ".join(str(r) for r in need.serves if r != need.ref)
+        else:
+            serves = ", ".join(str(r) for r in need.serves if r != need.ref)
+            reason, detail = "missing", "not present locally" + (f"; provides {serves}" if serves else "")
         result.actions.append(
             PullAction(
                 address=pull_address(need.ref),
-                reason="missing",
-                detail="not present locally" + (f"; provides {serves}" if serves else ""),
+                reason=reason,
+                detail=detail,
+                before=image_id,
                 image=need.ref,
                 serves=need.serves,
                 platform=need.platform,

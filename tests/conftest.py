@@ -162,3 +162,27 @@ def origin(engine, ref: str) -> str | None:
         return (api.inspect_image(ref)["Config"].get("Labels") or {}).get(harness.LABEL_ORIGIN)
     finally:
         api.close()
+
+
+def on_terminal(argv: list[str], env: dict[str, str], *, answer: str | None = None, cwd=None) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; when it asks
+    ("Enter a value:"), type ``answer``.  Returns the exit code and everything it showed."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True)
+    os.close(slave)
+    seen, answered = b"", False
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if answer is not None and not answered and b"Enter a value:" in seen:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+    os.close(master)
+    return proc.wait(timeout=300), seen.decode(errors="replace")

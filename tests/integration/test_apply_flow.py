@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import os
-import pty
 import socket
-import subprocess
 import sys
 
-from tests.conftest import tags
+from tests.conftest import on_terminal, tags
 
 
 def _on_terminal(engine, stack, answer: str, cache) -> tuple[int, str]:
-    """Run `reconcile apply` with a pseudo-terminal as stdin/stdout and type ``answer``."""
-    master, slave = pty.openpty()
+    """Run `reconcile apply` on a pseudo-terminal and type ``answer`` at its question."""
     env = {k: v for k, v in os.environ.items() if k not in ("AI_INFRA_NETWORK_ENV", "INTERNAL_REGISTRY")}
     env.update(DOCKER_HOST=engine.docker_host, AI_INFRA_NETWORK_ENV="external", RECONCILE_CACHE_DIR=str(cache))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", "-s", str(stack)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    seen = b""
-    while b"Enter a value:" not in seen:
-        chunk = os.read(master, 4096)
-        assert chunk, seen
-        seen += chunk
-    os.write(master, answer.encode() + b"\n")
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.wait(timeout=120), seen.decode(errors="replace")
+    return on_terminal([sys.executable, "-m", "reconciler", "apply", "-s", str(stack)], env, answer=answer)
 
 
 def test_on_a_terminal_apply_asks_and_only_yes_applies(daemon, make_stack, tmp_path):

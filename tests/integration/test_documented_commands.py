@@ -6,7 +6,6 @@ works fails here."""
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shlex
 import shutil
@@ -15,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tests import seeding
-from tests.conftest import internal_env
+from tests.conftest import internal_env, on_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 NEEDS_ELSEWHERE = {"ssh://": "an ssh server"}  # shown for remote hosts: none runs here
@@ -38,27 +37,6 @@ def documented_commands() -> list[tuple[str, str]]:
     return found
 
 
-def _run_on_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """A command that asks (apply without --auto-approve), answered `yes` on a pseudo-terminal."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(["bash", "-c", command], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-        if b"Enter a value:" in seen and not seen.endswith(b"yes\r\n"):
-            os.write(master, b"yes\n")
-            seen += b"yes\r\n"
-    os.close(master)
-    return proc.wait(timeout=300), seen.decode(errors="replace")
-
-
 def test_every_documented_command_exits_as_documented(cli, daemon, tmp_path):
     work = tmp_path / "docs"
     shutil.copytree(ROOT / "desired", work / "desired")
@@ -78,7 +56,7 @@ def test_every_documented_command_exits_as_documented(cli, daemon, tmp_path):
             continue
         asks = command.startswith("reconcile apply") and "--auto-approve" not in command and ".plan" not in command
         if asks:
-            code, output = _run_on_terminal(command, work, env)
+            code, output = on_terminal(["bash", "-c", command], env, answer="yes", cwd=work)
         else:
             proc = subprocess.run(shlex.split(command), cwd=work, env=env, capture_output=True, text=True, timeout=300)
             code, output = proc.returncode, proc.stdout + proc.stderr

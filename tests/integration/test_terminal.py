@@ -4,39 +4,19 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
-import subprocess
 import sys
+
+from tests.conftest import on_terminal
 
 SGR_COLOR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|9[0-7])m")  # a foreground color, not cursor movement
 
 
 def _apply_on_terminal(engine, stack, cache, **env: str) -> tuple[int, str]:
-    master, slave = pty.openpty()
     base = {k: v for k, v in os.environ.items() if k not in ("AI_INFRA_NETWORK_ENV", "INTERNAL_REGISTRY", "NO_COLOR")}
     base.update(DOCKER_HOST=engine.docker_host, AI_INFRA_NETWORK_ENV="external", RECONCILE_CACHE_DIR=str(cache))
     base.update(TERM="xterm", **env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "-s", str(stack)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=base,
-        close_fds=True,
-    )
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(master)
-    return proc.wait(timeout=120), seen.decode(errors="replace")
+    return on_terminal([sys.executable, "-m", "reconciler", "apply", "--auto-approve", "-s", str(stack)], base)
 
 
 STACK = {"app": "FROM busybox:1.36\nRUN sleep 1\n", "web": "FROM nginx:stable\n"}
