@@ -416,8 +416,9 @@ def apply(
         )
         run.refresh_remote = refresh_remote
         with _locked(run, "reconcile apply", lock_timeout):
-            the_plan = pipeline.plan(run)
-            return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=not auto_approve)
+            seen = pipeline.observe_state(run)
+            the_plan = pipeline.plan(run, seen)
+            return _perform(run, the_plan, seen, json_, stream, verbose, parallelism, ask=not auto_approve)
     except ReconcileError as exc:
         if stream is not None:
             for line in [str(exc), *exc.more]:
@@ -458,10 +459,10 @@ def _apply_saved(path: Path, stack, json_: bool, stream, verbose: bool, parallel
                 where=str(path),
                 hint="nothing was done; plan again with: reconcile plan --out FILE",
             )
-        return _perform(run, the_plan, json_, stream, verbose, parallelism, ask=False)
+        return _perform(run, the_plan, seen, json_, stream, verbose, parallelism, ask=False)
 
 
-def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int, *, ask: bool) -> int:
+def _perform(run, the_plan, seen, json_: bool, stream, verbose: bool, parallelism: int, *, ask: bool) -> int:
     from . import (
         output,
         pipeline,  # imported here: --help stays light
@@ -486,7 +487,7 @@ def _perform(run, the_plan, json_: bool, stream, verbose: bool, parallelism: int
     reporter = stream or output.ProgressReporter(total=len(the_plan.actions))
     with _interrupts() as stop:
         try:
-            result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=reporter, stop=stop)
+            result = pipeline.apply(run, the_plan, parallelism=parallelism, reporter=reporter, stop=stop, seen=seen)
         finally:
             if isinstance(reporter, output.ProgressReporter):
                 reporter.close()

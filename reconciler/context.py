@@ -61,7 +61,9 @@ def dockerfile_in_context(context: Path, dockerfile: Path) -> str:
 
 def context_paths(context: Path, dockerfile: Path) -> list[str]:
     """Every path (files, symlinks, folders) the daemon will receive, sorted."""
-    from docker.utils.build import exclude_paths  # docker-py's own matcher: the set equals what is sent
+    from .dockerpy import docker  # docker-py's own matcher: the set equals what is sent
+
+    exclude_paths = docker.utils.build.exclude_paths
 
     if not context.is_dir():
         raise InputError(f"build context {context} is not a folder", hint="fix the service's context")
@@ -221,7 +223,9 @@ def _through_a_link(context: Path, paths: set[str], sources: list[Source]) -> bo
 
 
 def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
-    from docker.utils.build import PatternMatcher
+    from .dockerpy import docker
+
+    PatternMatcher = docker.utils.build.PatternMatcher
 
     patterns = [*ignore_patterns(context), f"!{dockerfile_in_context(context, dockerfile)}"]
     try:

@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import docker
-import docker.auth
-import docker.errors
-import docker.tls
 import requests.exceptions
 import urllib3.exceptions
 
 from . import buildkit
+from .dockerpy import docker, ssh_transport
 from .errors import BuildError, EngineError, InputError, NotFoundError
 from .refs import ImageRef
 
@@ -151,6 +148,8 @@ class Engine:
         client = getattr(self._local, "client", None)
         if client is None:
             try:
+                if self.host.startswith("ssh://"):
+                    ssh_transport()
                 client = docker.APIClient(
                     base_url=self.host, version=self._version, timeout=self._timeout, **self._options
                 )

@@ -224,19 +224,33 @@ class Observation:
     created: dict[ImageRef, str] = field(default_factory=dict)  # prune: aliases reconcile created -> image ID
 
 
-def observe_state(run: Run) -> Observation:
+def observe_state(run: Run, known: Observation | None = None) -> Observation:
+    """Read the actual state: the daemon's image list (one request), the files, and what the
+    stack's lifecycle needs (registry digests, containers, the alias record).
+
+    ``known``: what apply already knows exactly after performing a plan (the plan's own
+    observation, updated with each push's digest).  The verify after an apply then asks
+    registries only about the pushes that did not succeed, and inspects only images whose
+    platform it has not seen; the local image list, files and containers are read again."""
     images = observe(run.engine.list_images())
+    if known is not None:
+        images.platforms.update(known.images.platforms)  # an image ID's platform never changes
     _observe_platforms(run, images)
     files = observe_files([f.dest for f in run.desired.files])
     observation = Observation(images, files, api_version=run.engine.api_version)
     if run.refresh_remote:
-        observation.remote, observation.warnings = remote_digests(run)
-    uploads = [u.target for u in [*run.desired.pushes, *run.desired.mirrors]]
+        # Applying changes nothing upstream: what the plan was told still holds.
+        observation.remote, observation.warnings = (known.remote, []) if known is not None else remote_digests(run)
+    uploads = list(dict.fromkeys(u.target for u in [*run.desired.pushes, *run.desired.mirrors]))
     if uploads:
-        observation.registry = registry_digests(run.engine, uploads)
+        if known is not None:
+            observation.registry = ObservedRegistry(dict(known.registry.digests), {})
+            uploads = [ref for ref in uploads if ref not in known.registry.digests]
+        asked = registry_digests(run.engine, uploads) if uploads else ObservedRegistry()
+        observation.registry.digests.update(asked.digests)
+        observation.registry.errors.update(asked.errors)
         observation.warnings += [
-            f"cannot check {ref} in the internal registry: {problem}"
-            for ref, problem in observation.registry.errors.items()
+            f"cannot check {ref} in the internal registry: {problem}" for ref, problem in asked.errors.items()
         ]
     if run.desired.prune is not None:
         from .aliases import AliasRecord
@@ -244,6 +258,22 @@ def observe_state(run: Run) -> Observation:
         observation.containers = observe_containers(run.engine.list_containers())
         observation.created = AliasRecord(daemon_key(run)).created(run.desired.prune)
     return observation
+
+
+def after_apply(seen: Observation, outcomes) -> Observation:
+    """What is known exactly after ``outcomes``: ``seen`` with each push's or mirror's digest as
+    the registry confirmed it.  A push that failed may have been cut anywhere, so its target
+    is forgotten (the verify asks the registry again)."""
+    from .plan import PushAction
+
+    registry = ObservedRegistry(dict(seen.registry.digests), {})
+    for outcome in outcomes:
+        if isinstance(outcome.action, PushAction):
+            if outcome.status in ("succeeded", "unchanged") and outcome.after:
+                registry.digests[outcome.action.target] = outcome.after
+            else:
+                registry.digests.pop(outcome.action.target, None)
+    return replace(seen, registry=registry)
 
 
 def _observe_platforms(run: Run, images: ObservedImages) -> None:
@@ -254,7 +284,7 @@ def _observe_platforms(run: Run, images: ObservedImages) -> None:
     from . import platforms
 
     wanted = [p.ref for p in run.desired.presence if p.platform] + [s.image for s in run.desired.builds if s.platform]
-    ids = sorted({i for i in map(images.image_id, wanted) if i})
+    ids = sorted({i for i in map(images.image_id, wanted) if i} - images.platforms.keys())
     if not ids:
         return
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -343,9 +373,12 @@ def apply(
     reporter: Reporter | None = None,
     stop: threading.Event | None = None,
     verify: Callable[[Run], Plan] | None = None,
+    seen: Observation | None = None,
 ) -> ApplyResult:
     """Perform ``the_plan``, then read the daemon again: what ``verify`` (the plan of the same
-    scope, unless given) still wants is ``remaining``.
+    scope, unless given) still wants is ``remaining``.  ``seen``: the observation ``the_plan``
+    was made from; the verify then reuses what applying cannot have changed (see
+    :func:`observe_state`).
 
     ``stop``: set by the first interrupt; apply then starts nothing new and no verify runs.
     A verifying read that fails (the daemon went away) is kept as ``verify_error``, so the
@@ -360,8 +393,13 @@ def apply(
     if stop is not None and stop.is_set():
         return ApplyResult(outcomes=outcomes, interrupted=True)
     # --replace / --force asked for one rebuild, now done: verify plans as a plain run would.
+    verified = replace(run, replace=frozenset(), force=False)
     try:
-        remaining = (verify or plan)(replace(run, replace=frozenset(), force=False)).actions
+        if verify is not None:
+            remaining = verify(verified).actions
+        else:
+            known = after_apply(seen, outcomes) if seen is not None else None
+            remaining = plan(verified, observe_state(verified, known)).actions
     except EngineError as exc:
         return ApplyResult(outcomes=outcomes, verify_error=str(exc))
     return ApplyResult(outcomes=outcomes, remaining=remaining)

@@ -64,3 +64,15 @@ def test_every_command_that_uses_the_library_imports_it_itself():
             text = "\n".join(ast.get_source_segment(source, statement) or "" for statement in node.body)
             if "pipeline." in text:  # in the body: annotations are never evaluated
                 assert "import pipeline" in text or "pipeline,  #" in text or ", pipeline" in text, node.name
+
+
+def test_docker_py_comes_without_paramiko_until_an_ssh_daemon_needs_it():
+    code = (
+        "import sys\nfrom reconciler import engine\n"
+        "print('paramiko' in sys.modules, hasattr(engine.docker.api.client, 'SSHHTTPAdapter'))\n"
+        "engine.ssh_transport()\n"
+        "print('paramiko' in sys.modules, hasattr(engine.docker.api.client, 'SSHHTTPAdapter'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["False False", "True True"]  # the test extra installs paramiko

@@ -411,3 +411,25 @@ def test_export_refuses_a_stack_whose_images_are_not_all_there(cli, daemon, make
     assert result.code == 1
     assert "not on the daemon, so not exported: nginx:stable, redis:7-alpine, localhost/nginx:stable" in result.err
     assert "reconcile apply" in result.err and "\n" not in result.err.strip()
+
+
+def test_the_verify_after_a_push_asks_the_registry_nothing_it_just_confirmed(daemon, make_stack, project, monkeypatch):
+    """apply's verify reads the daemon's image list again, but takes each pushed digest from the
+    push itself: the registry is asked once per target, by the plan, and never by the verify."""
+    from reconciler import pipeline
+
+    stack = three_services(make_stack, toml="push = true\n")
+    for name, value in {**env_for(daemon, project), "DOCKER_HOST": daemon.docker_host}.items():
+        monkeypatch.setenv(name, value)
+    run = pipeline.prepare(str(stack))
+    asked: list[str] = []
+    ask = run.engine.distribution_digest
+    monkeypatch.setattr(run.engine, "distribution_digest", lambda ref: asked.append(ref.path) or ask(ref))
+    seen = pipeline.observe_state(run)
+    the_plan = pipeline.plan(run, seen)
+    assert sorted(asked) == [f"{project}/t-{s}" for s in ("app", "base", "other")]
+    result = pipeline.apply(run, the_plan, seen=seen)
+    assert result.ok and result.remaining == [] and len(asked) == 3
+    assert [o.action.kind for o in result.outcomes].count("push") == 3
+    # Without what the plan saw, the verify asks each target again (and finds the same).
+    assert pipeline.plan(run).actions == [] and len(asked) == 6

@@ -542,3 +542,39 @@ def test_a_folder_without_a_manifest_is_refused_for_import_and_empty_for_export(
     (tmp_path / offline.MANIFEST).write_text('{"kind": "reconcile-saved-plan"}')
     with pytest.raises(InputError, match="not a reconcile export manifest"):
         offline._read_manifest(tmp_path)
+
+
+def test_after_an_apply_a_pushed_digest_is_known_and_a_failed_push_is_asked_again():
+    from reconciler.actual import ObservedImages, ObservedRegistry
+    from reconciler.apply import Outcome
+    from reconciler.pipeline import Observation, after_apply
+    from reconciler.plan import MirrorAction, PushAction
+
+    pushed, cut, mirrored, untouched = (parse(f"harbor.local/p/{n}:1") for n in ("pushed", "cut", "mirrored", "same"))
+    seen = Observation(
+        ObservedImages(),
+        {},
+        registry=ObservedRegistry({pushed: None, cut: "sha256:" + "1" * 64, untouched: "sha256:" + "2" * 64}),
+    )
+    outcomes = [
+        Outcome(
+            PushAction("push[pushed]", "missing", "", image=parse("pushed:1"), target=pushed),
+            "succeeded",
+            "",
+            after="sha256:" + "a" * 64,
+        ),
+        Outcome(PushAction("push[cut]", "registry-differs", "", image=parse("cut:1"), target=cut), "failed", ""),
+        Outcome(
+            MirrorAction("mirror[m]", "missing", "", image=parse("m:1"), target=mirrored),
+            "unchanged",
+            "",
+            after="sha256:" + "b" * 64,
+        ),
+    ]
+    known = after_apply(seen, outcomes)
+    assert known.registry.digests == {
+        pushed: "sha256:" + "a" * 64,
+        mirrored: "sha256:" + "b" * 64,
+        untouched: "sha256:" + "2" * 64,
+    }
+    assert seen.registry.digests[cut] == "sha256:" + "1" * 64  # the plan's observation is left as it was
