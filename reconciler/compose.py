@@ -22,7 +22,7 @@ Merging (later files, ``extends``)
     and mapping form alike).  ``profiles`` are appended without duplicates, as
     compose-go does (``override/uncity.go``).  A null value overrides nothing.
   - ``!reset`` removes a value (or a whole service) set by earlier files,
-    ``!override`` replaces it instead of merging.
+    ``!override`` replaces it (or a whole service) instead of merging.
 
 YAML
   - Merge keys are resolved: ``<<: *base`` and ``<<: [*a, *b]``; the mapping's
@@ -427,6 +427,8 @@ class _Reader:
         for file in files:
             for doc in self.read_documents(file, project_dir, at):
                 reset = {name for name, (_, node) in doc.services.items() if node.tag == "!reset"}
+                # compose-go honours `!override` at any path: on a service, the earlier files' definition goes.
+                replaced = {name for name, (_, node) in doc.services.items() if node.tag == "!override"}
                 for name in reset:
                     merged.pop(name, None)
                 own = {name: self.resolve(doc, name) for name in doc.services if name not in reset}
@@ -449,7 +451,7 @@ class _Reader:
                             )
                         own.setdefault(name, service)
                 for name, service in own.items():
-                    merged[name] = _merge_service(merged.get(name, {}), service)
+                    merged[name] = service if name in replaced else _merge_service(merged.get(name, {}), service)
         result = {}
         for name, service in merged.items():
             service = _stripped(service)

@@ -500,6 +500,20 @@ def test_reset_removes_a_whole_service(tmp_path):
     assert list(services) == ["b"]
 
 
+def test_override_on_a_service_replaces_the_whole_service(tmp_path):
+    """compose-go applies `!override` at any path: the earlier files' build is gone, so the image is a base image."""
+    services = _read(
+        tmp_path,
+        {
+            "compose.yml": "services:\n  s:\n    image: app:1\n    build: ./s\n    profiles: [x]\n",
+            "b.yml": "services:\n  s: !override\n    image: redis:7\n",
+        },
+        paths=("compose.yml", "b.yml"),
+    )
+    s = services["s"]
+    assert (s.image.ref.familiar, s.build, s.profiles) == ("redis:7", None, ())
+
+
 def test_build_override_replaces_the_whole_build(tmp_path):
     services = _read(
         tmp_path,
