@@ -62,14 +62,15 @@ def resolve_daemon(host: str | None = None) -> Daemon:
             context = None
         if context is not None and context.host == host:
             return context
-        return Daemon(host, "--host", _ssh(host, {}))
+        return Daemon(host, "--host", _ssh(host, _env_tls()))
     if env_host:
         return Daemon(env_host, "--host" if host else "DOCKER_HOST", _ssh(env_host, _env_tls()))
     return _context_daemon() or Daemon(DEFAULT_HOST, "default")
 
 
 def _env_tls() -> dict:
-    """DOCKER_TLS_VERIFY and DOCKER_CERT_PATH go with DOCKER_HOST; files docker-py refuses are one line."""
+    """DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: the TLS of a daemon named by ``--host`` or
+    DOCKER_HOST, as the docker CLI takes them (the defaults of its --tlsverify and --tlscert)."""
     try:
         tls = docker.utils.kwargs_from_env()
     except docker.errors.DockerException as exc:

@@ -188,7 +188,19 @@ def _cert_folder(tmp_path: Path, files=("ca.pem", "cert.pem", "key.pem")) -> Pat
     return folder
 
 
-@pytest.mark.parametrize("host", [None, "tcp://10.0.0.8:2376"])
+def test_tls_variables_apply_to_the_host_option_as_for_the_docker_cli(docker_config, monkeypatch, tmp_path):
+    """`DOCKER_TLS_VERIFY=1 docker -H tcp://...:2376` uses TLS: the variables are --tlsverify's defaults."""
+    certs = _cert_folder(tmp_path)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(certs))
+    daemon = resolve_daemon("tcp://10.0.0.7:2376")
+    assert daemon.source == "--host"
+    tls = daemon.options["tls"]
+    assert (tls.verify, tls.ca_cert) == (True, str(certs / "ca.pem"))
+    assert tls.cert == (str(certs / "cert.pem"), str(certs / "key.pem"))
+
+
+@pytest.mark.parametrize("host", [None, "tcp://10.0.0.7:2376"])
 def test_tls_variables_without_their_files_are_one_line(docker_config, monkeypatch, tmp_path, host):
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.8:2376")
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
