@@ -22,7 +22,7 @@ Merging (later files, ``extends``)
     and mapping form alike).  ``profiles`` are appended without duplicates, as
     compose-go does (``override/uncity.go``).  A null value overrides nothing.
   - ``!reset`` removes a value (or a whole service) set by earlier files,
-    ``!override`` replaces it instead of merging.
+    ``!override`` replaces it (or a whole service) instead of merging.
 
 YAML
   - Merge keys are resolved: ``<<: *base`` and ``<<: [*a, *b]``; the mapping's
@@ -54,8 +54,9 @@ Values
   - ``args``: ``K=V`` and ``K: V``; a bare ``K`` (or ``K:`` with no value)
     takes ``env[K]`` and is left out when ``K`` is not set.
   - ``context`` defaults to the project directory; ``~`` is the home folder; a
-    remote context (URL, ``git@``) and ``dockerfile_inline`` are refused: the
-    stack builds from local folders.
+    remote context (URL, ``git@``) and ``dockerfile_inline`` are refused where the
+    build is used (``ComposeBuild.refused``): the stack builds from local folders,
+    but reading base images needs no build section.
 
 Profiles
   - ``profiles=None`` keeps every service (unlike compose, so base images of
@@ -74,7 +75,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -102,6 +103,9 @@ class ComposeBuild:
     args: dict[str, str]
     file: Path  # where the service's `build:` key is (after merging: the last file that set it)
     line: int
+    # "context" (remote) or "dockerfile" (dockerfile_inline) -> why the stack cannot build it as written:
+    # raised by whoever builds it, so a compose file read only for its base images still reads.
+    refused: dict[str, InputError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,13 @@ class _Override:
 
 
 @dataclass(frozen=True)
+class _Refused:
+    """A build value the stack cannot build from (remote context, dockerfile_inline)."""
+
+    error: InputError
+
+
+@dataclass(frozen=True)
 class _Build:
     values: dict[str, Any]  # context (Path), dockerfile, target (str), args (dict[str, str | None])
     file: Path
@@ -264,13 +275,20 @@ def _service(name: str, service: dict, env: Mapping[str, str]) -> ComposeService
     if build is not None:
         values = build.values
         args = {k: v if v is not None else env.get(k) for k, v in values.get("args", {}).items()}
+        refused = {
+            key: values[name].error
+            for key, name in (("context", "context"), ("dockerfile", "dockerfile_inline"))
+            if isinstance(values.get(name), _Refused)
+        }
         build = ComposeBuild(
-            context=values["context"],
+            # A refused context is never built from: whoever uses the build raises `refused` first.
+            context=build.file.parent if "context" in refused else values["context"],
             dockerfile=values.get("dockerfile") or None,
             target=values.get("target") or None,
             args={k: v for k, v in args.items() if v is not None},
             file=build.file,
             line=build.line,
+            refused=refused,
         )
     return ComposeService(name, service.get("image"), build, service.get("profiles", ()))
 
@@ -427,6 +445,8 @@ class _Reader:
         for file in files:
             for doc in self.read_documents(file, project_dir, at):
                 reset = {name for name, (_, node) in doc.services.items() if node.tag == "!reset"}
+                # compose-go honours `!override` at any path: on a service, the earlier files' definition goes.
+                replaced = {name for name, (_, node) in doc.services.items() if node.tag == "!override"}
                 for name in reset:
                     merged.pop(name, None)
                 own = {name: self.resolve(doc, name) for name in doc.services if name not in reset}
@@ -449,7 +469,7 @@ class _Reader:
                             )
                         own.setdefault(name, service)
                 for name, service in own.items():
-                    merged[name] = _merge_service(merged.get(name, {}), service)
+                    merged[name] = service if name in replaced else _merge_service(merged.get(name, {}), service)
         result = {}
         for name, service in merged.items():
             service = _stripped(service)
@@ -570,16 +590,20 @@ class _Reader:
         if not isinstance(node, yaml.MappingNode):
             self.fail(f"{key} must be a path or a mapping", file, _line(node))
         entries = self.entries(node, file)
-        if "dockerfile_inline" in entries:
-            self.fail(
-                "dockerfile_inline is not supported",
-                file,
-                _line(entries["dockerfile_inline"][0]),
-                key,
-                hint="write the Dockerfile to a file and set `dockerfile`",
-            )
         values: dict[str, Any] = {}
-        value: dict[str, str | None] | str | Path | None
+        if "dockerfile_inline" in entries:
+            inline_key, inline = entries["dockerfile_inline"]
+            if inline.tag == "!reset":
+                values["dockerfile_inline"] = _RESET
+            else:
+                values["dockerfile_inline"] = _Refused(
+                    InputError(
+                        "dockerfile_inline is not supported",
+                        where=where(self.shown_as(file), _line(inline_key), key),
+                        hint="write the Dockerfile to a file and set `dockerfile`",
+                    )
+                )
+        value: dict[str, str | None] | str | Path | _Refused | None
         for name in ("context", "dockerfile", "target", "args"):
             if name not in entries:
                 continue
@@ -597,14 +621,14 @@ class _Reader:
                 values[name] = _Override(value) if value_node.tag == "!override" else value
         return _Build(values, file, line)
 
-    def context(self, doc: _Document, value: str, node: yaml.Node, key: str) -> Path:
+    def context(self, doc: _Document, value: str, node: yaml.Node, key: str) -> Path | _Refused:
         if value.startswith(_REMOTE) or "://" in value:
-            self.fail(
-                f"remote build context {_short(value)} is not supported",
-                doc.file,
-                _line(node),
-                key,
-                hint="use a local folder as context",
+            return _Refused(
+                InputError(
+                    f"remote build context {_short(value)} is not supported",
+                    where=where(self.shown_as(doc.file), _line(node), key),
+                    hint="use a local folder as context",
+                )
             )
         return _join(doc.base_dir, value or ".")
 

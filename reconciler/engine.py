@@ -59,13 +59,25 @@ def resolve_daemon(host: str | None = None) -> Daemon:
             context = None
         if context is not None and context.host == host:
             return context
-        return Daemon(host, "--host", _ssh(host, {}))
+        return Daemon(host, "--host", _ssh(host, _env_tls()))
     if env_host:
-        # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH go with DOCKER_HOST, as before.
-        tls = docker.utils.kwargs_from_env()
-        options = {"tls": tls["tls"]} if "tls" in tls else {}
-        return Daemon(env_host, "--host" if host else "DOCKER_HOST", _ssh(env_host, options))
+        return Daemon(env_host, "--host" if host else "DOCKER_HOST", _ssh(env_host, _env_tls()))
     return _context_daemon() or Daemon(DEFAULT_HOST, "default")
+
+
+def _env_tls() -> dict:
+    """DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: the TLS of a daemon named by ``--host`` or
+    DOCKER_HOST, as the docker CLI takes them (the defaults of its --tlsverify and --tlscert)."""
+    try:
+        tls = docker.utils.kwargs_from_env()
+    except docker.errors.DockerException as exc:
+        folder = os.environ.get("DOCKER_CERT_PATH") or str(Path.home() / ".docker")
+        raise InputError(
+            f"DOCKER_TLS_VERIFY is set but the TLS files in {folder} cannot be used: {str(exc).split('. ')[0]}",
+            where="DOCKER_CERT_PATH",
+            hint="put ca.pem, cert.pem and key.pem there, or unset DOCKER_TLS_VERIFY",
+        ) from None
+    return {"tls": tls["tls"]} if "tls" in tls else {}
 
 
 def _context_daemon() -> Daemon | None:
@@ -114,11 +126,18 @@ def _context_endpoint(folder: Path, name: str, where: str) -> tuple[str, dict]:
     ca, cert, private = (tls / f for f in ("ca.pem", "cert.pem", "key.pem"))
     if not (ca.is_file() or cert.is_file()):
         return chosen, {}
-    config = docker.tls.TLSConfig(
-        client_cert=(str(cert), str(private)) if cert.is_file() else None,
-        ca_cert=str(ca) if ca.is_file() else None,
-        verify=not endpoint.get("SkipTLSVerify", False),
-    )
+    try:
+        config = docker.tls.TLSConfig(
+            client_cert=(str(cert), str(private)) if cert.is_file() else None,
+            ca_cert=str(ca) if ca.is_file() else None,
+            verify=not endpoint.get("SkipTLSVerify", False),
+        )
+    except docker.errors.DockerException as exc:  # cert.pem without key.pem
+        raise InputError(
+            f"docker context {name!r} has unusable TLS files in {tls}: {str(exc).split('. ')[0]}",
+            where=str(meta),
+            hint=f"recreate it with `docker context create {name} --docker host=...,ca=...,cert=...,key=...`",
+        ) from None
     return chosen, {"tls": config}
 
 

@@ -507,12 +507,15 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
             target=build.target,
             args=dict(build.args),
             origin=where(stack.rel(build.file), build.line, f"services.{name}.build"),
+            refused=dict(build.refused),  # a remote context, dockerfile_inline: an error unless replaced below
         )
         if service.image is not None:
             layer["image"] = service.image.ref
     for name, explicit in stack.config.services.items():
         layer = layers.setdefault(name, {"origin": stack.where("services", name)})
         given = explicit.model_fields_set
+        for key in given & {"context", "dockerfile"}:  # what compose refused is replaced: no longer an error
+            layer.get("refused", {}).pop(key, None)
         if "context" in given:
             assert explicit.context is not None  # TOML has no null: a context given is a string
             layer["context"] = (stack.root / explicit.context).resolve()
@@ -632,6 +635,8 @@ def _service(stack: Stack, tree, name: str, layer: dict) -> Service:
             where=stack.where("services", name, "context"),
             hint='add context = "path/to/folder"',
         )
+    for refused in layer.get("refused", {}).values():
+        raise refused
     readable = readable_folders(stack.root, cfg.allow_outside)
 
     def leading_out(path: Path, real: Path) -> str:

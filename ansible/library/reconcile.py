@@ -157,7 +157,8 @@ actions:
 summary:
   description:
     - In check mode the plan's counts by kind (C(pull), C(tag), C(write), C(build), C(total)).
-    - Otherwise apply's counts by kind done (C(pulled), C(tagged), C(written), C(built)) and by outcome
+    - Otherwise apply's counts by kind done (C(pulled), C(tagged), C(written), C(built), and C(pushed),
+      C(mirrored), C(untagged), C(removed) where the installed reconcile has them) and by outcome
       (C(succeeded), C(unchanged), C(failed), C(skipped)), and C(total).
   returned: success or failure after the plan was made
   type: dict
@@ -305,7 +306,9 @@ def apply_results(the_plan, result):
     """Normal mode: changed exactly when an action ran (an empty plan runs none)."""
     results = plan_results(the_plan)
     counts = result.summary()
-    done = ", ".join(f"{counts[word]} {word}" for word in ("pulled", "tagged", "written", "built") if counts[word])
+    # Every kind the installed reconcile counts (pushed, untagged, ... too), not only the first four.
+    kinds = [word for word in counts if word not in ("succeeded", "unchanged", "failed", "skipped", "total")]
+    done = ", ".join(f"{counts[word]} {word}" for word in kinds if counts[word])
     results.update(
         changed=result.count("succeeded") > 0,
         summary=counts,

@@ -254,6 +254,17 @@ def test_apply_is_changed_exactly_when_an_action_ran(stack):
     assert module.apply_failure(result) is None
 
 
+def test_apply_message_counts_every_kind_done(stack):
+    """A builder whose run only pushed (or a prune that only untagged) did something: the message says what."""
+    the_plan = planned(stack)
+    result = ApplyResult(outcomes=[outcome(the_plan, "pull[redis:7-alpine]", "succeeded")])
+    counts = {**result.summary(), "pulled": 0, "pushed": 2, "untagged": 1}
+    result.summary = lambda: counts  # the outcomes of push and untag actions, counted as apply counts them
+    results = module.apply_results(the_plan, result)
+    assert results["changed"] is True
+    assert results["msg"] == "Apply complete: 2 pushed, 1 untagged; converged."
+
+
 def test_apply_whose_actions_all_found_nothing_to_do_is_not_changed(stack):
     """A tag decided after its pull can turn out to point there already: unchanged, not a change."""
     the_plan = planned(stack)

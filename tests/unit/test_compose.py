@@ -314,16 +314,63 @@ def test_build_context_absolute_and_home(tmp_path):
 
 
 @pytest.mark.parametrize("context", ["https://github.com/docker/app.git", "git@github.com:docker/app.git"])
-def test_remote_build_context_is_refused(tmp_path, context):
-    message = _error(tmp_path, {"compose.yml": f"services:\n  app:\n    build:\n      context: {context}\n"})
+def test_remote_build_context_is_refused_where_the_build_is_used(tmp_path, context):
+    services = _read(tmp_path, {"compose.yml": f"services:\n  app:\n    build:\n      context: {context}\n"})
+    message = str(services["app"].build.refused["context"])
     assert message.startswith("compose.yml:4: services.app.build.context: remote build context")
 
 
-def test_dockerfile_inline_is_refused(tmp_path):
-    message = _error(
+def test_dockerfile_inline_is_refused_where_the_build_is_used(tmp_path):
+    services = _read(
         tmp_path, {"compose.yml": "services:\n  app:\n    build:\n      dockerfile_inline: FROM scratch\n"}
     )
+    message = str(services["app"].build.refused["dockerfile"])
     assert message.startswith("compose.yml:4: services.app.build: dockerfile_inline is not supported")
+
+
+COMPOSE_WITH_UNBUILDABLE = """
+services:
+  app:
+    image: app:1
+    build:
+      context: https://github.com/docker/app.git
+  gen:
+    build:
+      context: ./gen
+      dockerfile_inline: FROM scratch
+  db:
+    image: postgres:16
+"""
+
+
+def _stack(tmp_path, stack_extra=""):
+    from reconciler import stack as stack_mod
+
+    _files(tmp_path, {"compose.yml": COMPOSE_WITH_UNBUILDABLE, "app/Dockerfile": "FROM scratch\n"})
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "stack.toml").write_text(f'[stack]\nname = "s"\ncompose = ["compose.yml"]\n{stack_extra}')
+    return stack_mod.load(tmp_path)
+
+
+def test_unbuildable_compose_builds_do_not_stop_reading_base_images(tmp_path):
+    """Without compose_builds the build sections are not used: a git context is no error."""
+    from reconciler.desired import base_images
+
+    assert [b.ref.familiar for b in base_images(_stack(tmp_path))] == ["postgres:16"]
+
+
+def test_unbuildable_compose_build_is_an_error_when_the_stack_builds_it(tmp_path):
+    with pytest.raises(InputError) as info:
+        _stack(tmp_path, "compose_builds = true\n")
+    assert str(info.value).startswith("compose.yml:5: services.app.build.context: remote build context")
+
+
+def test_unbuildable_compose_build_replaced_by_the_stack_file_is_built(tmp_path):
+    extra = 'compose_builds = true\n[services.app]\ncontext = "app"\n[services.gen]\ndockerfile = "Dockerfile"\n'
+    services = {s.name: s for s in _stack(tmp_path, extra).services}
+    assert services["app"].context == tmp_path / "app"
+    assert services["gen"].dockerfile == tmp_path / "gen" / "Dockerfile"
 
 
 def test_build_fields_are_interpolated(tmp_path):
@@ -498,6 +545,20 @@ def test_reset_removes_a_whole_service(tmp_path):
         paths=("compose.yml", "b.yml"),
     )
     assert list(services) == ["b"]
+
+
+def test_override_on_a_service_replaces_the_whole_service(tmp_path):
+    """compose-go applies `!override` at any path: the earlier files' build is gone, so the image is a base image."""
+    services = _read(
+        tmp_path,
+        {
+            "compose.yml": "services:\n  s:\n    image: app:1\n    build: ./s\n    profiles: [x]\n",
+            "b.yml": "services:\n  s: !override\n    image: redis:7\n",
+        },
+        paths=("compose.yml", "b.yml"),
+    )
+    s = services["s"]
+    assert (s.image.ref.familiar, s.build, s.profiles) == ("redis:7", None, ())
 
 
 def test_build_override_replaces_the_whole_build(tmp_path):

@@ -178,3 +178,44 @@ def test_the_address_of_the_context_in_use_keeps_its_tls_files(docker_config, mo
 def test_an_explicit_host_works_whatever_state_the_contexts_are_in(docker_config, monkeypatch):
     monkeypatch.setenv("DOCKER_CONTEXT", "nope")
     assert resolve_daemon("unix:///tmp/given.sock").host == "unix:///tmp/given.sock"
+
+
+def _cert_folder(tmp_path: Path, files=("ca.pem", "cert.pem", "key.pem")) -> Path:
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    for file in files:
+        (folder / file).write_text("-----BEGIN CERTIFICATE-----\n")
+    return folder
+
+
+def test_tls_variables_apply_to_the_host_option_as_for_the_docker_cli(docker_config, monkeypatch, tmp_path):
+    """`DOCKER_TLS_VERIFY=1 docker -H tcp://...:2376` uses TLS: the variables are --tlsverify's defaults."""
+    certs = _cert_folder(tmp_path)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(certs))
+    daemon = resolve_daemon("tcp://10.0.0.7:2376")
+    assert daemon.source == "--host"
+    tls = daemon.options["tls"]
+    assert (tls.verify, tls.ca_cert) == (True, str(certs / "ca.pem"))
+    assert tls.cert == (str(certs / "cert.pem"), str(certs / "key.pem"))
+
+
+@pytest.mark.parametrize("host", [None, "tcp://10.0.0.7:2376"])
+def test_tls_variables_without_their_files_are_one_line(docker_config, monkeypatch, tmp_path, host):
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.8:2376")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError) as info:
+        resolve_daemon(host)
+    message = str(info.value)
+    assert message.startswith("DOCKER_CERT_PATH: DOCKER_TLS_VERIFY is set but the TLS files in ")
+    assert "\n" not in message
+
+
+def test_a_context_with_a_certificate_but_no_key_is_one_line(docker_config, monkeypatch):
+    key = hashlib.sha256(b"secure").hexdigest()
+    (docker_config / "contexts" / "tls" / key / "docker" / "key.pem").unlink()
+    monkeypatch.setenv("DOCKER_CONTEXT", "secure")
+    with pytest.raises(InputError) as info:
+        resolve_daemon()
+    assert "docker context 'secure' has unusable TLS files" in str(info.value)
