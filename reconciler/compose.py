@@ -86,6 +86,7 @@ from .envfile import interpolation_env, read_env_file  # noqa: F401 -- part of t
 from .errors import InputError, where
 from .interpolation import SubstitutionError, substitute
 from .refs import InvalidReference, parse
+from .tree import read_regular
 
 MAX_DEPTH = 100
 MAX_NODES = 100_000  # at PyYAML's pure-Python speed, a few seconds at most
@@ -157,7 +158,7 @@ def compose_images(
 
 
 def _read_from_disk(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+    return read_regular(path).decode("utf-8")
 
 
 def _absolute(path: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import json
 import os
 import re
@@ -395,11 +396,22 @@ def read_compose(stack: Stack, tree) -> dict:
     from .compose import read_compose as read_files
 
     cfg = stack.config.stack
+    readable = readable_folders(stack.root, cfg.allow_outside)
+
+    def confined(path: Path) -> str:
+        # compose files, and what they include or extend, are stack files like any other
+        if (real := leads_outside(path, readable)) is not None:
+            through = f" (through a symlink, to {real})" if real != Path(os.path.abspath(path)) else ""
+            raise OSError(
+                errno.EACCES, f"it is outside the stack folder{through}; list its folder in stack.allow_outside"
+            )
+        return tree.read_text(path)
+
     return read_files(
         [stack.root / name for name in cfg.compose],
         {**stack.env, **os.environ},  # compose's precedence: the shell environment wins
         profiles=cfg.compose_profiles,
-        read_text=tree.read_text,
+        read_text=confined,
         shown_as=stack.rel,
     )
 

@@ -15,11 +15,30 @@ included template, a Dockerfile or a build context leading elsewhere, through
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a stack file (Dockerfile, compose, env, template source) read whole
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes.  Anything else is an OSError
+    naming why, so a path to a FIFO, a device such as /dev/zero, or a huge file can neither
+    hang a read nor fill memory (opened non-blocking: opening a FIFO does not wait)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        content = file.read(limit + 1)
+        if len(content) > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // (1024 * 1024)} MiB", str(path))
+        return content
 
 
 def readable_folders(root: Path, allow_outside: Iterable[str] = ()) -> tuple[Path, ...]:
@@ -53,7 +72,7 @@ class StackTree:
             return content
         if path in self.planned:
             raise LookupError(f"{path} is read before it is rendered")  # a bug in the pipeline's order
-        return path.read_bytes()
+        return read_regular(path)
 
     def read_text(self, path: Path) -> str:
         return self.read_bytes(path).decode("utf-8")

@@ -185,3 +185,53 @@ def test_discover_refuses_a_symlinked_dockerfile_before_reading_it(layout):
     _stack(layout, 'services = "src/*/Dockerfile"\n')
     with pytest.raises(InputError, match=r"Dockerfile src/web/Dockerfile leads outside the stack folder \(to /etc/"):
         pipeline.discover(str(layout), network="external")
+
+
+@pytest.mark.parametrize(
+    "compose, message",
+    [
+        (
+            "include:\n  - ../outside/compose.yml\n",
+            "outside/compose.yml: it is outside the stack folder; list its folder in stack.allow_outside",
+        ),
+        (
+            "services:\n  web:\n    extends:\n      file: ../outside/compose.yml\n      service: db\n",
+            "outside/compose.yml: it is outside the stack folder; list its folder in stack.allow_outside",
+        ),
+    ],
+)
+def test_a_compose_include_or_extends_leading_out_is_refused_unless_allowed(layout, compose, message):
+    (layout.parent / "outside/compose.yml").write_text("services:\n  db:\n    image: redis:7\n")
+    (layout / "compose.yml").write_text(compose)
+    root = _stack(layout, 'compose = ["compose.yml"]\n')
+    with pytest.raises(InputError) as caught:
+        pipeline.discover(str(root), network="external")
+    assert message in caught.value.what and "\n" not in str(caught.value)
+    assert caught.value.where.startswith("compose.yml:")
+    _stack(layout, 'compose = ["compose.yml"]\nallow_outside = ["../outside"]\n')
+    assert "redis:7" in {base.ref.familiar for base in pipeline.discover(str(root), network="external").bases}
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_compose_file_that_is_a_fifo_or_a_device_is_refused_at_once(layout, special):
+    """Neither waits for a writer nor reads without end: only regular files are read."""
+    import os
+
+    target = layout / "compose.yml"
+    if special == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(special)
+    root = _stack(layout, 'compose = ["compose.yml"]\nallow_outside = ["/dev"]\n')
+    with pytest.raises(InputError, match="cannot read compose file: not a regular file"):
+        pipeline.discover(str(root), network="external")
+
+
+def test_a_stack_file_over_the_size_bound_is_refused(tmp_path):
+    from reconciler.tree import read_regular
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 2048)
+    assert read_regular(big, limit=2048) == b"x" * 2048
+    with pytest.raises(OSError, match="larger than"):
+        read_regular(big, limit=2047)
