@@ -1,30 +1,39 @@
-"""The Docker daemon adapter: the only module that imports docker-py.
+"""The Docker daemon adapter: the only module that talks to the daemon.
 
-It speaks the raw API layer (``docker.APIClient``): one ``GET /images/json``
+It speaks docker-py's raw API layer (``docker.APIClient``): one ``GET /images/json``
 reads every image with its tags, digests and labels, where the object layer
 would inspect image by image.  docker's exceptions become ours here.
+
+Reads from a daemon on a local socket (the version, the image and container lists,
+inspects) go through :class:`_SocketReader`, the standard library's HTTP client on
+a unix socket: docker-py and requests take about 0.1 s to import, more than a no-op
+plan's whole work, so they are imported only when something is written, or the
+daemon is reached over TCP, TLS or ssh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
+import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
-import requests.exceptions
-import urllib3.exceptions
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from . import buildkit
-from .dockerpy import docker, ssh_transport
 from .errors import BuildError, EngineError, InputError, NotFoundError
 from .refs import ImageRef
+
+if TYPE_CHECKING:
+    import docker
 
 BUILD_LOG_LINES = 15  # the output shown when a build fails
 # A RUN step may be quiet for long (a compile, a large download with -q), so builds
@@ -68,6 +77,10 @@ def resolve_daemon(host: str | None = None) -> Daemon:
 def _env_tls() -> dict:
     """DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: the TLS of a daemon named by ``--host`` or
     DOCKER_HOST, as the docker CLI takes them (the defaults of its --tlsverify and --tlscert)."""
+    if not os.environ.get("DOCKER_CERT_PATH") and not os.environ.get("DOCKER_TLS_VERIFY"):
+        return {}  # docker-py's kwargs_from_env() would find no TLS either
+    from .dockerpy import docker
+
     try:
         tls = docker.utils.kwargs_from_env()
     except docker.errors.DockerException as exc:
@@ -126,6 +139,8 @@ def _context_endpoint(folder: Path, name: str, where: str) -> tuple[str, dict]:
     ca, cert, private = (tls / f for f in ("ca.pem", "cert.pem", "key.pem"))
     if not (ca.is_file() or cert.is_file()):
         return chosen, {}
+    from .dockerpy import docker
+
     try:
         config = docker.tls.TLSConfig(
             client_cert=(str(cert), str(private)) if cert.is_file() else None,
@@ -159,11 +174,24 @@ class Engine:
         self.stall_timeout = stall_timeout  # longest wait for a registry-bound request's next byte
         self._local = threading.local()
         self._info: dict | None = None
-        # version="auto" costs one GET /version; later clients reuse the answer.
+        local = self.host.startswith("unix://") and not self._options
+        self._reader = _SocketReader(self.host.removeprefix("unix://"), timeout) if local else None
+        # One GET /version (docker-py's version="auto"); every client after reuses the answer.
         self._version = "auto"
-        self._version = self._client().api_version
+        if self._reader is not None:
+            with self._errors("reach the daemon"):
+                self._version = str(self._reader.get("/version")["ApiVersion"])
+        else:
+            self._version = self._client().api_version
+
+    def _get(self, path: str, **params) -> Any:
+        """``GET /v{version}{path}`` on the local socket (callers check ``self._reader``)."""
+        assert self._reader is not None
+        return self._reader.get(f"/v{self._version}{path}", params)
 
     def _client(self) -> docker.APIClient:
+        from .dockerpy import docker, ssh_transport
+
         client = getattr(self._local, "client", None)
         if client is None:
             try:
@@ -187,13 +215,13 @@ class Engine:
         identity) and its registry configuration (mirrors, insecure registries)."""
         if self._info is None:
             with self._errors("read daemon info"):
-                self._info = self._client().info()
+                self._info = self._get("/info") if self._reader else self._client().info()
         return self._info
 
     def list_images(self) -> list[dict]:
         """Every local image: one ``GET /images/json``."""
         with self._errors("list images"):
-            return self._client().images()
+            return self._get("/images/json") if self._reader else self._client().images()
 
     def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None, platform: str | None = None) -> str:
         """Pull ``ref`` and return the local image ID it now resolves to.
@@ -231,6 +259,8 @@ class Engine:
         (``GET /distribution/{name}/json``): its credentials, mirrors, proxy and CAs
         apply, as to its pulls.  Raises :class:`NotFoundError` when the registry has
         no such manifest, :class:`EngineError` when it cannot be asked."""
+        from .dockerpy import docker
+
         with self._errors("check", ref), _on_timeout(lambda: self._stalled(f"asking the registry of {ref}")):
             api = self._client()
             # inspect_distribution() takes no timeout; the client is this thread's own,
@@ -252,12 +282,17 @@ class Engine:
     def inspect(self, image_id: str) -> dict:
         """``GET /images/{id}/json``: what the image list leaves out (its platform)."""
         with self._errors("inspect image"):
-            return self._client().inspect_image(image_id)
+            return self._inspect(image_id)
+
+    def _inspect(self, name: str) -> dict:
+        if self._reader is not None:
+            return self._get(f"/images/{quote(name, safe='/:@')}/json")
+        return self._client().inspect_image(name)
 
     def has_onbuild(self, ref: ImageRef) -> bool:
         """Whether the local image carries ONBUILD triggers (they read the child's context)."""
         with self._errors("inspect", ref):
-            return bool((self._client().inspect_image(ref.familiar).get("Config") or {}).get("OnBuild"))
+            return bool((self._inspect(ref.familiar).get("Config") or {}).get("OnBuild"))
 
     def tag(self, image_id: str, alias: ImageRef) -> None:
         """Point ``alias`` at ``image_id`` (moving it if it exists)."""
@@ -305,7 +340,7 @@ class Engine:
         """The image a tag points at now, or None."""
         try:
             with self._errors("inspect", ref):
-                return self._client().inspect_image(ref.familiar)["Id"]
+                return self._inspect(ref.familiar)["Id"]
         except NotFoundError:
             return None
 
@@ -344,6 +379,8 @@ class Engine:
     def list_containers(self) -> list[dict]:
         """Every container, whatever its state: one ``GET /containers/json?all=1``."""
         with self._errors("list containers"):
+            if self._reader is not None:
+                return self._get("/containers/json", all=1)
             return self._client().containers(all=True)
 
     def build(
@@ -435,6 +472,9 @@ class Engine:
 def _on_timeout(error: Callable[[], EngineError]) -> Iterator[None]:
     """A read that timed out (the socket's, inside urllib3, or requests' while the
     headers were awaited) becomes ``error()``: one plain line, not a pool repr."""
+    import requests.exceptions
+    import urllib3.exceptions
+
     try:
         yield
     except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
@@ -444,13 +484,15 @@ def _on_timeout(error: Callable[[], EngineError]) -> Iterator[None]:
 def _registry_auth(api: docker.APIClient, name: str) -> dict[str, str]:
     """The X-Registry-Auth header docker-py's pull() would send: the docker config's
     credentials for the image's registry, credential helpers included."""
+    from .dockerpy import docker
+
     registry, _ = docker.auth.resolve_repository_name(name)
     header = docker.auth.get_config_header(api, registry)
     return {"X-Registry-Auth": header} if header else {}
 
 
 class _Translate:
-    """Turn docker-py and requests errors into ours (a context manager)."""
+    """Turn docker-py, requests and socket errors into ours (a context manager)."""
 
     def __init__(self, host: str, doing: str, ref: ImageRef | None, source: str | None = None):
         self.host, self.doing, self.ref, self.source = host, doing, ref, source
@@ -461,12 +503,28 @@ class _Translate:
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, EngineError):
             return False
+        if isinstance(exc, _DaemonAnswer):
+            self._refused(exc.status, exc.message)
+        if "docker" in sys.modules:  # docker-py raised it, if anything did
+            self._docker_py(exc)
+        if isinstance(exc, _Unanswered):
+            raise _unreachable(self.host, exc.__cause__ or exc, self.source) from None
+        return False
+
+    def _refused(self, status: int, message: str) -> None:
+        if self.ref is not None and (status == 404 or _looks_not_found(message)):
+            raise NotFoundError(message) from None
+        target = f" {self.ref}" if self.ref is not None else ""
+        raise EngineError(f"{self.doing}{target}: {message}") from None
+
+    def _docker_py(self, exc: BaseException) -> None:
+        import requests.exceptions
+        import urllib3.exceptions
+
+        from .dockerpy import docker
+
         if isinstance(exc, docker.errors.APIError):
-            message = exc.explanation or str(exc)
-            if self.ref is not None and (exc.status_code == 404 or _looks_not_found(message)):
-                raise NotFoundError(message) from None
-            target = f" {self.ref}" if self.ref is not None else ""
-            raise EngineError(f"{self.doing}{target}: {message}") from None
+            self._refused(exc.status_code or 0, exc.explanation or str(exc))
         if isinstance(exc, (requests.exceptions.ConnectionError, docker.errors.DockerException)):
             raise _unreachable(self.host, exc, self.source) from None
         if isinstance(
@@ -474,7 +532,64 @@ class _Translate:
         ):
             # A stream cut mid-pull (daemon restart, read timeout): worth another attempt.
             raise EngineError(f"{self.doing} failed: {exc}") from None
-        return False
+
+
+class _Unanswered(Exception):
+    """The socket reader could not connect, or the connection failed before an answer (its cause)."""
+
+
+class _DaemonAnswer(Exception):
+    """The daemon answered a read with an error status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _SocketReader:
+    """``GET`` requests to a daemon on a unix socket, one connection each (so any thread may
+    read), every wait bounded by ``timeout``.  Answers are JSON; an error status raises
+    :class:`_DaemonAnswer` with the daemon's message, as docker-py's APIError carries it."""
+
+    def __init__(self, path: str, timeout: float):
+        self.path, self.timeout = path, timeout
+
+    def get(self, url: str, params: dict | None = None) -> Any:
+        connection = _UnixConnection(self.path, self.timeout)
+        try:
+            connection.request("GET", f"{url}?{urlencode(params)}" if params else url)
+            response = connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise _Unanswered(str(exc)) from exc
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(body) if body else None
+        except ValueError:
+            answer = None
+        if response.status >= 400:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise _DaemonAnswer(response.status, str(message or body.decode("utf-8", "replace").strip()))
+        if answer is None:
+            raise EngineError(f"the daemon answered GET {url} with no JSON")
+        return answer
 
 
 def _looks_not_found(message: str) -> bool:
@@ -486,7 +601,7 @@ def _pull_error(ref: ImageRef, message: str) -> EngineError:
     return cls(message)
 
 
-def _unreachable(host: str, exc: Exception, source: str | None = None) -> EngineError:
+def _unreachable(host: str, exc: BaseException, source: str | None = None) -> EngineError:
     reason = str(exc).split("\n")[0]
     chosen = f", from {source}" if source and source != "--host" else ""
     hint = "start it, or point --host, DOCKER_HOST or the docker context at a running daemon"

@@ -385,7 +385,7 @@ def apply(
     outcomes are still reported."""
     from .apply import ApplyResult
     from .apply import apply as execute
-    from .errors import EngineError
+    from .errors import ReconcileError
 
     outcomes = execute(the_plan, run.engine, parallelism=parallelism, reporter=reporter, stop=stop)
     network_mod.record(run.network, run.stack.path, host_key(run.host))  # what a later check should assume
@@ -400,7 +400,7 @@ def apply(
         else:
             known = after_apply(seen, outcomes) if seen is not None else None
             remaining = plan(verified, observe_state(verified, known)).actions
-    except EngineError as exc:
+    except ReconcileError as exc:  # the daemon went away, most likely: what was done is still reported
         return ApplyResult(outcomes=outcomes, verify_error=str(exc))
     return ApplyResult(outcomes=outcomes, remaining=remaining)
 

@@ -68,10 +68,10 @@ def test_every_command_that_uses_the_library_imports_it_itself():
 
 def test_docker_py_comes_without_paramiko_until_an_ssh_daemon_needs_it():
     code = (
-        "import sys\nfrom reconciler import engine\n"
-        "print('paramiko' in sys.modules, hasattr(engine.docker.api.client, 'SSHHTTPAdapter'))\n"
-        "engine.ssh_transport()\n"
-        "print('paramiko' in sys.modules, hasattr(engine.docker.api.client, 'SSHHTTPAdapter'))\n"
+        "import sys\nfrom reconciler import dockerpy\n"
+        "print('paramiko' in sys.modules, hasattr(dockerpy.docker.api.client, 'SSHHTTPAdapter'))\n"
+        "dockerpy.ssh_transport()\n"
+        "print('paramiko' in sys.modules, hasattr(dockerpy.docker.api.client, 'SSHHTTPAdapter'))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
