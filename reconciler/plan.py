@@ -672,6 +672,8 @@ def scope(desired: DesiredState, targets: Sequence[str] = (), only: Sequence[str
             where="command line",
             hint=f"kinds are: {', '.join(KINDS)}",
         )
+    if not targets:
+        return Scope((), frozenset(), tuple(dict.fromkeys(only)))
     by_name, by_image = _targetable(desired)
     addresses: set[str] = set()
     unknown = []
