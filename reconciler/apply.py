@@ -171,11 +171,16 @@ def apply(
             return _untag(engine, action, gate)
         raise TypeError(f"no way to apply {action.address}")
 
-    def work(action: Action) -> None:
-        try:
-            done.put((action.address, run(action)))
-        except BaseException as exc:  # a bug in us: re-raised in the main thread with its traceback
-            done.put((action.address, exc))
+    todo: queue.Queue[Action | None] = queue.Queue()
+    workers: list[threading.Thread] = []
+
+    def work() -> None:
+        # A few long-lived workers, not a thread per action: each keeps its daemon connection.
+        while (action := todo.get()) is not None:
+            try:
+                done.put((action.address, run(action)))
+            except BaseException as exc:  # a bug in us: re-raised in the main thread with its traceback
+                done.put((action.address, exc))
 
     def finish(address: str, outcome: Outcome) -> None:
         outcomes[address] = outcome
@@ -202,8 +207,11 @@ def apply(
                     finish(address, Outcome(action, "skipped", f"skipped: {broken[0]} {outcomes[broken[0]].status}"))
                     continue
                 running[address] = action
-                # Daemon threads: a stop after the grace period must not wait for a stalled stream.
-                threading.Thread(target=work, args=(action,), name=f"apply {address}", daemon=True).start()
+                if len(workers) < len(running):
+                    # Daemon threads: a stop after the grace period must not wait for a stalled stream.
+                    workers.append(threading.Thread(target=work, name=f"apply worker {len(workers)}", daemon=True))
+                    workers[-1].start()
+                todo.put(action)
             if not running:
                 continue
             if deadline is not None and time.monotonic() >= deadline:
@@ -223,6 +231,8 @@ def apply(
             finish(address, result)
     finally:
         gate.close()  # threads still running report nothing more
+        for _ in workers:
+            todo.put(None)  # idle workers end; one still running after a stop ends with the process
     return [outcomes[a.address] for a in plan.actions]
 
 
