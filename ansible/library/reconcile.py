@@ -360,10 +360,11 @@ def reconcile(params, check_mode, want_diff, warn):
         else:
             daemon = run.engine.info().get("ID") or run.engine.host  # the CLI's lock key: one writer per daemon
             with hold(daemon, f"ansible reconcile {options['stack']}", timeout=params["lock_timeout"]):
-                the_plan, result = pipeline.plan(run), ApplyResult()
+                seen = pipeline.observe_state(run)
+                the_plan, result = pipeline.plan(run, seen), ApplyResult()
                 if not the_plan.empty:
                     with _graceful_sigterm() as stop:
-                        result = pipeline.apply(run, the_plan, parallelism=params["parallelism"], stop=stop)
+                        result = pipeline.apply(run, the_plan, parallelism=params["parallelism"], stop=stop, seen=seen)
     except ReconcileError as exc:
         if exc.where == "command line":  # where the library says its caller's options are
             exc.where = "module arguments"
