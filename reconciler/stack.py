@@ -78,7 +78,8 @@ class StackSection(_Strict):
     allow_outside: list[str] = Field(
         default_factory=list,
         description="Folders outside the stack folder (relative to it) that sources, included templates, "
-        "Dockerfiles and build contexts may be read from; anything else leading out is an error.",
+        "Dockerfiles, build contexts and compose files (with what they include or extend) may be read from; "
+        "anything else leading out is an error.",
     )
     platform: str | None = Field(
         None,
