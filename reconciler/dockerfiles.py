@@ -310,7 +310,6 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
     is no instruction.  None for a syntax error: no instruction at all, or a heredoc that
     never ends."""
     plain = _plain_lines(escape)
-    continued = _continued_line(escape)
     spans: list[_Span] = []
     any_instruction = False  # BuildKit fails on a file without one
     size = len(text)
@@ -334,7 +333,7 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
             first = first.removeprefix("\ufeff")
         first = first.lstrip(_GO_SPACE)
         pos, line = stop, line + 1
-        joined, more = _joined(continued, escape, "" if first.startswith("#") else first)
+        joined, more = _joined(escape, "" if first.startswith("#") else first)
         if not more and not joined:
             continue  # a blank line or a comment
         parts = [joined]
@@ -342,10 +341,10 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
             stop = text.find("\n", pos) + 1 or size
             raw = text[pos:stop]
             pos, line = stop, line + 1
-            body = raw.rstrip("\r\n")
-            if raw.lstrip(_GO_SPACE).startswith("#") or not body.lstrip(_GO_SPACE):
+            content = raw.lstrip(_GO_SPACE)
+            if not content or content[0] == "#":  # blank or a comment: the continuation goes on
                 continue
-            joined, more = _joined(continued, escape, body)
+            joined, more = _joined(escape, raw.rstrip("\r\n"))
             parts.append(joined)
         instruction = "".join(parts)
         any_instruction = True
@@ -365,20 +364,18 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
     return spans if any_instruction else None
 
 
-def _joined(continued: re.Pattern[str], escape: str, line: str) -> tuple[str, bool]:
-    """BuildKit's trimContinuationCharacter: the line without its continuation, and whether it has one."""
-    if not line.rstrip(" \t").endswith(escape):
+def _joined(escape: str, line: str) -> tuple[str, bool]:
+    """BuildKit's trimContinuationCharacter: the line without its continuation, and whether it
+    has one.  Its lineContinuationRegex, ``([^E])E[ \\t]*$|^E[ \\t]*$`` for the escape E,
+    can only match at the last character that is not a space or tab."""
+    kept = line.rstrip(" \t")
+    if not kept.endswith(escape):
         return line, False
-    m = continued.search(line)
-    if m is None:
+    if len(kept) == 1:
+        return "", True
+    if kept[-2] == escape:  # an escaped escape character
         return line, False
-    return line[: m.start()] + (m.group(1) or ""), True
-
-
-def _continued_line(escape: str) -> re.Pattern[str]:
-    # BuildKit's lineContinuationRegex: the escape character last, not itself escaped.
-    e = re.escape(escape)
-    return re.compile(rf"([^{e}]){e}[ \t]*\Z|\A{e}[ \t]*\Z")
+    return kept[:-1], True
 
 
 def _plain_lines(escape: str) -> re.Pattern[str]:
