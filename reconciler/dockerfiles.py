@@ -27,7 +27,7 @@ import platform
 import posixpath
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,11 +207,22 @@ def _needed(token: str | None, line: str | None) -> bool:
     return rest[:1] in ("-", "[") or "<<" in line
 
 
+def _read(cmd: dockerfile.Command) -> bool:
+    """Whether ``_Reader`` acts on a parsed instruction; the others were parsed only for the
+    errors BuildKit may raise, and are not kept."""
+    if cmd.cmd is None:
+        return True
+    kind = cmd.cmd.upper()
+    return kind in ("ARG", "FROM", "ENV", "COPY", "ADD", "ONBUILD") or (
+        kind == "RUN" and bool(cmd.flags or cmd.heredocs)
+    )
+
+
 def _instructions(text: str, chunk_lines: int | None = None) -> list[dockerfile.Command]:
-    """BuildKit's parse of ``text``, only the instructions the analysis needs, in order."""
-    found = _parsed_in_chunks(text, chunk_lines or _CHUNK_LINES)
+    """BuildKit's parse of ``text``, only the instructions the analysis reads, in order."""
+    found = _parsed_in_chunks(text, chunk_lines or _CHUNK_LINES, _read)
     if found is None:  # also the way BuildKit's own error for the text is raised
-        found = [cmd for cmd in dockerfile.parse_string(text) if _needed(cmd.cmd, cmd.original)]
+        found = [cmd for cmd in dockerfile.parse_string(text) if _read(cmd)]
     return found
 
 
@@ -223,8 +234,11 @@ class _Span:
     last_line: int
 
 
-def _parsed_in_chunks(text: str, chunk_lines: int) -> list[dockerfile.Command] | None:
-    """The needed instructions, parsed a chunk at a time; None when the whole text must be parsed."""
+def _parsed_in_chunks(
+    text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], bool]
+) -> list[dockerfile.Command] | None:
+    """The needed instructions, parsed a chunk at a time, those ``keep`` accepts; None when the
+    whole text must be parsed."""
     if "\x00" in text or _has_long_line(text):  # the parser stops at a NUL; a long line fails it
         return None
     escape = _escape_token(text)
@@ -254,7 +268,9 @@ def _parsed_in_chunks(text: str, chunk_lines: int) -> list[dockerfile.Command] |
         if [(cmd.start_line, cmd.end_line) for cmd in parsed] != expected:
             return None
         found += (
-            cmd._replace(start_line=s.first_line, end_line=s.last_line) for cmd, s in zip(parsed, group, strict=True)
+            cmd._replace(start_line=s.first_line, end_line=s.last_line)
+            for cmd, s in zip(parsed, group, strict=True)
+            if keep(cmd)
         )
     return found
 

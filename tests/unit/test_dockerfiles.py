@@ -38,6 +38,7 @@ from reconciler.dockerfiles import (
     _instructions,
     _needed,
     _parsed_in_chunks,
+    _read,
     analyze,
     escape_char,
     external_images,
@@ -352,12 +353,20 @@ def test_directives_longer_than_the_first_read_are_read_whole():
 # --- the scan: only the instructions the analysis needs reach BuildKit's parser -------------
 
 
-def _whole_parse(text):
-    """What BuildKit's parse of the whole text gives the analysis: the needed instructions, or its error."""
+def _whole_parse(text, keep=_read):
+    """BuildKit's parse of the whole text: the instructions ``keep`` accepts, or its error."""
     try:
-        return [cmd for cmd in dockerfile.parse_string(text) if _needed(cmd.cmd, cmd.original)]
+        return [cmd for cmd in dockerfile.parse_string(text) if keep(cmd)]
     except dockerfile.GoParseError as exc:
         return f"error: {exc}"
+
+
+def _needed_command(cmd):
+    return _needed(cmd.cmd, cmd.original)
+
+
+def _every(cmd):
+    return True
 
 
 def _chunked_parse(text, chunk_lines):
@@ -368,13 +377,17 @@ def _chunked_parse(text, chunk_lines):
 
 
 def _assert_chunks_parse_as_the_whole(text, *, whole_only=False):
-    """The same instructions (lines and all) or the same error, whatever the chunk size; and
-    for a text BuildKit accepts, from the chunks themselves, not the whole-text fallback."""
-    whole = _whole_parse(text)
+    """The same instructions (lines and all) or the same error, whatever the chunk size: those
+    the analysis reads, and before that every one the parser was given; and for a text
+    BuildKit accepts, from the chunks themselves, not the whole-text fallback."""
+    read = _whole_parse(text)
+    needed = _whole_parse(text, _needed_command)
     for chunk_lines in (1, 2, 3, 1000):
-        assert _chunked_parse(text, chunk_lines) == whole, f"chunks of {chunk_lines} lines"
-    if isinstance(whole, list) and not whole_only:
-        assert _parsed_in_chunks(text, 1) is not None, "fell back to the whole-text parse"
+        assert _chunked_parse(text, chunk_lines) == read, f"chunks of {chunk_lines} lines"
+        chunked = _parsed_in_chunks(text, chunk_lines, _every)
+        assert chunked is None or chunked == needed, f"chunks of {chunk_lines} lines"
+    if isinstance(read, list) and not whole_only:
+        assert _parsed_in_chunks(text, 1, _every) is not None, "fell back to the whole-text parse"
 
 
 REPOSITORY_DOCKERFILES = sorted(
@@ -443,7 +456,7 @@ def test_chunked_parse_of_tricky_dockerfiles_is_the_whole_parse(name):
 @pytest.mark.parametrize("name", sorted(TRICKY_WHOLE_ONLY))
 def test_dockerfiles_the_scan_cannot_take_are_parsed_whole(name):
     text = TRICKY_WHOLE_ONLY[name]
-    assert _parsed_in_chunks(text, 1) is None
+    assert _parsed_in_chunks(text, 1, _every) is None
     _assert_chunks_parse_as_the_whole(text, whole_only=True)
 
 
@@ -471,6 +484,8 @@ LINES = st.sampled_from(
 def test_chunked_analysis_is_the_whole_text_analysis(header, lines, newline, chunk_lines):
     text = header + newline.join(lines) + newline
     assert _chunked_parse(text, chunk_lines) == _whole_parse(text)
+    chunked_needed = _parsed_in_chunks(text, chunk_lines, _every)
+    assert chunked_needed is None or chunked_needed == _whole_parse(text, _needed_command)
     with mock.patch.object(dockerfiles, "_CHUNK_LINES", chunk_lines):
         chunked = _outcome(text)
     # As before the scan: every instruction, parsed with the whole text at once.
