@@ -2,8 +2,10 @@
 
 Tokenizing is BuildKit's own (the ``dockerfile`` package wraps its Go
 parser), so heredocs, ``# escape=``, line continuations and JSON forms behave
-exactly as in a build.  On top of the tokens this module applies the build
-semantics BuildKit documents:
+exactly as in a build; only the instructions the analysis reads (or the parser
+may reject) are handed to it, so a large Dockerfile costs what its FROM, ARG,
+COPY, ... lines do (see :func:`_instructions`).  On top of the tokens this
+module applies the build semantics BuildKit documents:
 
 * only ARGs declared before the first FROM (meta args) expand in FROM lines,
   their defaults overridden by the service's build args, plus the automatic
