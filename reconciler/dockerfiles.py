@@ -188,8 +188,9 @@ def _syntax(text: str) -> str | None:
 
 # Go's unicode.IsSpace, which BuildKit's line handling uses (str.isspace differs).
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
-# Kinds the reader uses, or whose arguments BuildKit may reject (ENV and LABEL pairs,
-# HEALTHCHECK's JSON); "" is the empty instruction a final line continuation makes.
+# Kinds always needed: the reader uses them, or BuildKit may reject their arguments (ENV
+# and LABEL pairs, HEALTHCHECK's JSON); "" is the empty instruction a final line
+# continuation makes.  Any other kind is needed with a flag, a JSON form or a heredoc.
 _NEEDED_KINDS = frozenset({"from", "arg", "env", "copy", "add", "onbuild", "label", "healthcheck", ""})
 _AFTER_NAME = re.compile(r"[\t\v\f\r ]+")  # what ends an instruction's name, for BuildKit's splitCommand
 # bufio.Scanner's limit: BuildKit rejects a file with a line of 64 KiB or more (bytes, newline aside).
