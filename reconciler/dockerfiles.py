@@ -2,8 +2,10 @@
 
 Tokenizing is BuildKit's own (the ``dockerfile`` package wraps its Go
 parser), so heredocs, ``# escape=``, line continuations and JSON forms behave
-exactly as in a build.  On top of the tokens this module applies the build
-semantics BuildKit documents:
+exactly as in a build; only the instructions the analysis reads (or the parser
+may reject) are handed to it, so a large Dockerfile costs what its FROM, ARG,
+COPY, ... lines do (see :func:`_instructions`).  On top of the tokens this
+module applies the build semantics BuildKit documents:
 
 * only ARGs declared before the first FROM (meta args) expand in FROM lines,
   their defaults overridden by the service's build args, plus the automatic
@@ -22,11 +24,12 @@ semantics BuildKit documents:
 from __future__ import annotations
 
 import csv
+import json
 import platform
 import posixpath
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +44,7 @@ _STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*")
 # BuildKit's parser/directives.go: only these names, only at the very top, each once.
 _DIRECTIVE = re.compile(r"#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _DIRECTIVES = {"syntax", "escape", "check"}
-_HEREDOC = re.compile(r"[0-9]*<<-?[^<]+")  # BuildKit's parser.ParseHeredoc
+_HEREDOC = re.compile(r"([0-9]*)<<(-?)([^<]+)")  # BuildKit's parser.ParseHeredoc
 # ADD fetches these instead of reading the context (BuildKit: gitutil.ParseGitRef, isHTTPSource).
 _REMOTE = re.compile(r"(?i:https?|git|ssh)://|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:")
 
@@ -139,14 +142,23 @@ def platform_args() -> dict[str, str]:
     }
 
 
-def _directives(text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in text.removeprefix("\ufeff").splitlines():
-        m = _DIRECTIVE.match(line)
-        if not m or m.group(1).lower() not in _DIRECTIVES:
-            break
-        found.setdefault(m.group(1).lower(), m.group(2))
-    return found
+def _directives(text: str, start: int = 0) -> dict[str, str]:
+    # Directives sit at the top of a file that may be large: read only as far as they go,
+    # a growing head at a time, its last line left for the next round (it may be cut).
+    size = 4096
+    while True:
+        head = text[start : start + size]
+        lines = head.removeprefix("\ufeff").splitlines()
+        whole = start + size >= len(text)
+        found: dict[str, str] = {}
+        for line in lines if whole else lines[:-1]:
+            m = _DIRECTIVE.match(line)
+            if not m or m.group(1).lower() not in _DIRECTIVES:
+                return found
+            found.setdefault(m.group(1).lower(), m.group(2))
+        if whole:
+            return found
+        size *= 4
 
 
 def escape_char(text: str) -> str:
@@ -156,9 +168,281 @@ def escape_char(text: str) -> str:
 
 def _syntax(text: str) -> str | None:
     # BuildKit's DetectSyntax skips a leading shebang line; the escape directive does not.
+    start = 0
     if text.startswith("#!"):
-        text = text.partition("\n")[2]
-    return _directives(text).get("syntax")
+        start = text.find("\n") + 1 or len(text)
+    return _directives(text, start).get("syntax")
+
+
+# --- the instructions, parsed by BuildKit, that the analysis needs ---------------------------
+#
+# BuildKit's parser costs about 35 µs per 100-character instruction and returns every
+# one: a 33 MB Dockerfile took 10 s and 800 MB, in chunks or not.  Most instructions
+# are of no use here (RUN without flags, CMD, WORKDIR, ...) and cannot make the parser
+# fail, so a scan finds where each instruction starts and ends, by BuildKit's own line
+# rules, and only the others go to the parser, in chunks, their line numbers put back.
+# Each chunk's parse is checked against the scan (same instructions, same lines), and
+# whatever the scan cannot place for certain is parsed as a whole: the result is always
+# what BuildKit's parse of the whole text would give.  Hand-written because the
+# `dockerfile` package offers no way to parse only part of a file.
+
+# Go's unicode.IsSpace, which BuildKit's line handling uses (str.isspace differs).
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+# Kinds always needed: the reader uses them, or BuildKit may reject their arguments (ENV
+# and LABEL pairs, HEALTHCHECK's JSON); "" is the empty instruction a final line
+# continuation makes.  Any other kind is needed with a flag, a JSON form or a heredoc.
+_NEEDED_KINDS = frozenset({"from", "arg", "env", "copy", "add", "onbuild", "label", "healthcheck", ""})
+_AFTER_NAME = re.compile(r"[\t\v\f\r ]+")  # what ends an instruction's name, for BuildKit's splitCommand
+# bufio.Scanner's limit: BuildKit rejects a file with a line of 64 KiB or more (bytes, newline aside).
+_LONG_LINE = (1 << 16) - 8
+_INSTRUCTION_LINE = re.compile(r"^[ \t\r]*[A-Za-z]", re.MULTILINE)  # in a run of plain lines
+_CHUNK_LINES = 4096  # lines per parse: large enough that a call's overhead does not count
+
+
+def _needed(token: str | None, line: str | None) -> bool:
+    """Whether the analysis needs BuildKit's parse of one instruction: ``token`` is its name
+    and ``line`` its text, continuations joined.  Not needed: RUN, CMD, ENTRYPOINT, SHELL,
+    VOLUME, WORKDIR, USER, EXPOSE, ... with no flag, JSON form or heredoc, which BuildKit's
+    parser takes whatever follows and the reader ignores."""
+    if token is None or line is None or not token.isascii() or token.lower() in _NEEDED_KINDS:
+        return True
+    rest = line.strip(_GO_SPACE)[len(token) :].lstrip(_GO_SPACE)
+    return rest[:1] in ("-", "[") or "<<" in line
+
+
+def _read(cmd: dockerfile.Command) -> bool:
+    """Whether ``_Reader`` acts on a parsed instruction; the others were parsed only for the
+    errors BuildKit may raise, and are not kept."""
+    if cmd.cmd is None:
+        return True
+    kind = cmd.cmd.upper()
+    return kind in ("ARG", "FROM", "ENV", "COPY", "ADD", "ONBUILD") or (
+        kind == "RUN" and bool(cmd.flags or cmd.heredocs)
+    )
+
+
+def _instructions(text: str, chunk_lines: int | None = None) -> list[dockerfile.Command]:
+    """BuildKit's parse of ``text``, only the instructions the analysis reads, in order."""
+    found = _parsed_in_chunks(text, chunk_lines or _CHUNK_LINES, _read)
+    if found is None:  # also the way BuildKit's own error for the text is raised
+        found = [cmd for cmd in dockerfile.parse_string(text) if _read(cmd)]
+    return found
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int  # offsets in the text: the instruction's first line, and past its last
+    end: int
+    first_line: int
+    last_line: int
+
+
+def _parsed_in_chunks(
+    text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], bool]
+) -> list[dockerfile.Command] | None:
+    """The needed instructions, parsed a chunk at a time, those ``keep`` accepts; None when the
+    whole text must be parsed."""
+    if "\x00" in text or _has_long_line(text):  # the parser stops at a NUL; a long line fails it
+        return None
+    escape = _escape_token(text)
+    spans = None if escape is None else _needed_spans(text, escape)
+    if spans is None:
+        return None
+    # Each chunk states the escape character, which also keeps its first line from being
+    # read as a directive or losing a byte order mark.
+    prefix = f"# escape={escape}\n"
+    found: list[dockerfile.Command] = []
+    for group in _chunks(spans, chunk_lines):
+        pieces = [prefix]
+        expected = []
+        at = 2
+        for span in group:
+            piece = text[span.start : span.end]
+            pieces.append(piece.removeprefix("\ufeff") if span.start == 0 else piece)
+            expected.append((at, at + span.last_line - span.first_line))
+            at += span.last_line - span.first_line + 1
+        if group[-1].end < len(text):
+            # A line after the last instruction: one the scan ended too early takes it in.
+            pieces.append("#\n")
+        try:
+            parsed = dockerfile.parse_string("".join(pieces))
+        except dockerfile.GoParseError:
+            return None
+        if [(cmd.start_line, cmd.end_line) for cmd in parsed] != expected:
+            return None
+        found += (
+            cmd._replace(start_line=s.first_line, end_line=s.last_line)
+            for cmd, s in zip(parsed, group, strict=True)
+            if keep(cmd)
+        )
+    return found
+
+
+def _chunks(spans: list[_Span], lines: int) -> Iterable[list[_Span]]:
+    """The spans in groups of at most ``lines`` lines (a longer instruction on its own)."""
+    group: list[_Span] = []
+    size = 0
+    for span in spans:
+        length = span.last_line - span.first_line + 1
+        if group and size + length > lines:
+            yield group
+            group, size = [], 0
+        group.append(span)
+        size += length
+    if group:
+        yield group
+
+
+def _has_long_line(text: str) -> bool:
+    # A UTF-8 character is at most 4 bytes: only lines of a quarter of the limit are measured.
+    # Each is looked for after a newline (found by a fast scan), the first line on its own.
+    shortest = _LONG_LINE // 4
+    first = re.match(rf"[^\n]{{{shortest},}}", text)
+    others = re.finditer(rf"\n([^\n]{{{shortest},}})", text)
+    return any(len(m.group(m.lastindex or 0).encode()) >= _LONG_LINE for m in [first, *others] if m)
+
+
+def _escape_token(text: str) -> str | None:
+    """The escape character BuildKit's parser uses for ``text``, asked of the parser itself on
+    the leading comments that may be directives; None when it rejects them."""
+    end = 0
+    while end < len(text):
+        stop = text.find("\n", end) + 1 or len(text)
+        line = text[end:stop].rstrip("\r\n")
+        line = (line.removeprefix("\ufeff") if end == 0 else line).lstrip(_GO_SPACE)
+        if not (line.startswith("#") and "=" in line):  # not a directive: the parser stops looking here
+            break
+        end = stop
+    if end == 0:
+        return "\\"
+    head = text[:end] if text[:end].endswith("\n") else text[:end] + "\n"
+    try:
+        probe = dockerfile.parse_string(head + "A `\nB\n")  # one instruction if ` continues a line
+    except dockerfile.GoParseError:
+        return None
+    return {1: "`", 2: "\\"}.get(len(probe))
+
+
+def _needed_spans(text: str, escape: str) -> list[_Span] | None:
+    """Where each instruction the analysis needs starts and ends, by BuildKit's line rules:
+    a comment or blank line inside a line continuation does not end it, a heredoc's body
+    is no instruction.  None for a syntax error: no instruction at all, or a heredoc that
+    never ends."""
+    plain = _plain_lines(escape)
+    spans: list[_Span] = []
+    any_instruction = False  # BuildKit fails on a file without one
+    size = len(text)
+    pos, line = 0, 1  # the offset and number of the next line
+    while pos < size:
+        m = plain.match(text, pos)
+        if m:
+            end = m.end()
+            heredoc = text.find("<<", pos, end)
+            if heredoc >= 0:  # that line and on are read one by one
+                end = max(text.rfind("\n", pos, heredoc) + 1, pos)
+            line += text.count("\n", pos, end)
+            any_instruction = any_instruction or bool(_INSTRUCTION_LINE.search(text, pos, end))
+            pos = end
+            if pos >= size:
+                break
+        start, first_line = pos, line
+        stop = text.find("\n", pos) + 1 or size
+        first = text[pos:stop].rstrip("\r\n")
+        if pos == 0:
+            first = first.removeprefix("\ufeff")
+        first = first.lstrip(_GO_SPACE)
+        pos, line = stop, line + 1
+        joined, more = _joined(escape, "" if first.startswith("#") else first)
+        if not more and not joined:
+            continue  # a blank line or a comment
+        parts = [joined]
+        while more and pos < size:
+            stop = text.find("\n", pos) + 1 or size
+            raw = text[pos:stop]
+            pos, line = stop, line + 1
+            content = raw.lstrip(_GO_SPACE)
+            if not content or content[0] == "#":  # blank or a comment: the continuation goes on
+                continue
+            joined, more = _joined(escape, raw.rstrip("\r\n"))
+            parts.append(joined)
+        instruction = "".join(parts)
+        any_instruction = True
+        token = _AFTER_NAME.split(instruction.strip(_GO_SPACE), maxsplit=1)[0]
+        if not _needed(token, instruction):
+            continue
+        for name, chomp in _heredoc_ends(token, instruction):
+            while True:
+                if pos >= size:
+                    return None
+                stop = text.find("\n", pos) + 1 or size
+                candidate = text[pos:stop].rstrip("\r\n")
+                pos, line = stop, line + 1
+                if (candidate.lstrip("\t") if chomp else candidate) == name:
+                    break
+        spans.append(_Span(start, pos, first_line, line - 1))
+    return spans if any_instruction else None
+
+
+def _joined(escape: str, line: str) -> tuple[str, bool]:
+    """BuildKit's trimContinuationCharacter: the line without its continuation, and whether it
+    has one.  Its lineContinuationRegex, ``([^E])E[ \\t]*$|^E[ \\t]*$`` for the escape E,
+    can only match at the last character that is not a space or tab."""
+    kept = line.rstrip(" \t")
+    if not kept.endswith(escape):
+        return line, False
+    if len(kept) == 1:
+        return "", True
+    if kept[-2] == escape:  # an escaped escape character
+        return line, False
+    return kept[:-1], True
+
+
+def _plain_lines(escape: str) -> re.Pattern[str]:
+    """A run of lines the scan can pass over at once (between instructions): blank lines,
+    comments, and single-line instructions not needed whose name is plain letters.  A
+    line holding ``<<`` may still be one: the caller stops the run before it."""
+    e = re.escape(escape)
+    needed = "|".join(sorted(k for k in _NEEDED_KINDS if k))
+    not_space = r"[^-\[\s\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    blank_or_comment = r"[ \t\r]*(?:\#[^\n]*)?\n"
+    # A name of letters, not a needed kind; then no argument, or arguments not starting
+    # with a flag or JSON, whose last character before trailing blanks is not the escape.
+    instruction = (
+        rf"[ \t\r]*(?!(?i:{needed})(?![A-Za-z]))[A-Za-z]+"
+        rf"(?:[ \t]+(?={not_space})[^\n]*[^{e} \t\r\n])?[ \t\r]*\n"
+    )
+    return re.compile(rf"(?:{blank_or_comment}|{instruction})++")  # possessive: no backtracking state per line
+
+
+def _heredoc_ends(token: str, line: str) -> list[tuple[str, bool]]:
+    """The heredoc terminators BuildKit looks for after an instruction (and whether leading
+    tabs are trimmed), as a plain reading of its words tells: quoting beyond that shows as
+    a mismatch with BuildKit's parse, and the whole text is parsed instead."""
+    if "<<" not in line:
+        return []
+    words = line.split()
+    kind, args = token.lower(), words[1:]
+    if kind == "onbuild" and args:
+        kind, args = args[0].lower(), args[1:]
+    if kind not in ("run", "copy", "add"):
+        return []
+    while args and args[0].startswith("--"):
+        args = args[1:]
+    form = None
+    if args and args[0].startswith("["):
+        try:  # BuildKit reads the JSON form's first value and ignores what follows it
+            form = json.JSONDecoder().raw_decode(line[line.index(args[0]) :])[0]
+        except ValueError:
+            pass
+    if isinstance(form, list) and all(isinstance(word, str) for word in form):
+        return []  # the JSON form has no heredocs
+    ends = []
+    for word in words:
+        m = _HEREDOC.fullmatch(word)
+        if m:
+            name = re.sub(r"\\(.)", r"\1", m.group(3).replace('"', "").replace("'", ""))
+            ends.append((name, m.group(2) == "-"))
+    return ends
 
 
 def external_images(
@@ -187,7 +471,7 @@ def analyze(
     what messages name."""
     label = shown_as
     try:
-        commands = dockerfile.parse_string(text)
+        commands = _instructions(text)
     except dockerfile.GoParseError as exc:
         raise InputError(
             f"Dockerfile syntax error: {_one_line(str(exc))}", where=label, hint="fix the Dockerfile"

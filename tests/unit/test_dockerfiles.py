@@ -22,13 +22,23 @@ import sys
 import textwrap
 import time
 import tomllib
+import tracemalloc
 from pathlib import Path
+from unittest import mock
 
+import dockerfile
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from reconciler import dockerfiles
 from reconciler.dockerfiles import (
     EXPANSION_BUDGET,
     Source,
+    _instructions,
+    _needed,
+    _parsed_in_chunks,
+    _read,
     analyze,
     escape_char,
     external_images,
@@ -37,7 +47,8 @@ from reconciler.dockerfiles import (
 )
 from reconciler.errors import InputError
 
-CASES = Path(__file__).parent.parent / "cases" / "dockerfiles"
+REPO = Path(__file__).parents[2]
+CASES = REPO / "tests" / "cases" / "dockerfiles"
 
 
 def _case_names():
@@ -330,6 +341,188 @@ def test_many_stages_of_one_name_stay_fast():
     info = _analyze(text)
     assert time.perf_counter() - started < 5
     assert len(info.sources) == 3000
+
+
+def test_directives_longer_than_the_first_read_are_read_whole():
+    # Directives are read a growing head of the file at a time: one past the first 4 KiB still counts.
+    text = "# syntax=" + "x" * 10_000 + "\n# escape=`\nFROM a `\n  AS b\n" + "RUN true\n" * 1000
+    assert _analyze(text).syntax == "x" * 10_000
+    assert escape_char(text) == "`"
+
+
+# --- the scan: only the instructions the analysis needs reach BuildKit's parser -------------
+
+
+def _whole_parse(text, keep=_read):
+    """BuildKit's parse of the whole text: the instructions ``keep`` accepts, or its error."""
+    try:
+        return [cmd for cmd in dockerfile.parse_string(text) if keep(cmd)]
+    except dockerfile.GoParseError as exc:
+        return f"error: {exc}"
+
+
+def _needed_command(cmd):
+    return _needed(cmd.cmd, cmd.original)
+
+
+def _every(cmd):
+    return True
+
+
+def _chunked_parse(text, chunk_lines):
+    try:
+        return _instructions(text, chunk_lines)
+    except dockerfile.GoParseError as exc:
+        return f"error: {exc}"
+
+
+def _assert_chunks_parse_as_the_whole(text, *, whole_only=False):
+    """The same instructions (lines and all) or the same error, whatever the chunk size: those
+    the analysis reads, and before that every one the parser was given; and for a text
+    BuildKit accepts, from the chunks themselves, not the whole-text fallback."""
+    read = _whole_parse(text)
+    needed = _whole_parse(text, _needed_command)
+    for chunk_lines in (1, 2, 3, 1000):
+        assert _chunked_parse(text, chunk_lines) == read, f"chunks of {chunk_lines} lines"
+        chunked = _parsed_in_chunks(text, chunk_lines, _every)
+        assert chunked is None or chunked == needed, f"chunks of {chunk_lines} lines"
+    if isinstance(read, list) and not whole_only:
+        assert _parsed_in_chunks(text, 1, _every) is not None, "fell back to the whole-text parse"
+
+
+REPOSITORY_DOCKERFILES = sorted(
+    path for tree in ("tests", "desired") for path in (REPO / tree).rglob("*Dockerfile*") if path.is_file()
+)
+
+
+def test_the_repository_has_dockerfiles_to_compare():
+    assert len(REPOSITORY_DOCKERFILES) > 50
+
+
+@pytest.mark.parametrize("path", REPOSITORY_DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_chunked_parse_of_each_repository_dockerfile_is_the_whole_parse(path):
+    _assert_chunks_parse_as_the_whole(path.read_text(encoding="utf-8"))
+
+
+TRICKY = {
+    "continuation_with_comments_and_blank_lines": (
+        "FROM a\nRUN echo \\\n# comment\n\n  more \\\n  # indented comment \\\n\t\nFROM evil:1\nCOPY x /y\n"
+    ),
+    "continuation_at_end_of_file": "FROM a\nCOPY x \\\n\n# c\n",
+    "continuation_of_nothing": "FROM a\n\\\n  RUN --mount=from=b,target=/b x\n",
+    "escaped_escape_is_no_continuation": "FROM a\nRUN a \\\\\nFROM b\nRUN c\\\nFROM evil:1\n",
+    "continuation_splits_a_flag": "FROM a\nRUN -\\\n-mount=type=bind,from=b,target=/b x\n",
+    "continuation_makes_a_heredoc": "FROM a\nRUN <\\\n<EOF\nFROM evil:1\nEOF\n",
+    "escape_backtick": "# escape=`\nFROM a `\n  AS b\nRUN dir c:\\ \\\nFROM c\nRUN x `\nFROM evil:1\nCOPY --from=b c:\\x c:\\y\n",
+    "escape_after_syntax": "# syntax=docker/dockerfile:1\n# escape=`\nFROM a `\n  AS b\n",
+    "escape_indented_is_a_directive": "  # escape=`\nFROM a `\n  AS b\nRUN x `\nFROM evil:1\n",
+    "escape_after_blank_line_is_a_comment": "\n# escape=`\nFROM a `\nRUN x \\\nFROM evil:1\n",
+    "escape_after_unknown_directive_is_a_comment": "# check=x\n# escape=`\nFROM a\nRUN x \\\nFROM evil:1\n",
+    "byte_order_mark_before_directive": "\ufeff# escape=`\nFROM a `\n  AS b\n",
+    "byte_order_mark_before_instruction": "\ufeffFROM a\n\ufeffRUN x\n",
+    "heredocs": (
+        "FROM a\nRUN <<EOF\nFROM evil:1\nEOF\nCOPY <<A <<-'B' /etc/\nFROM evil:2\nA\n\tFROM evil:3\n\tB\n"
+        'RUN cat <<"C" > /x\nRUN --mount=from=evil:4 x\nC\nFROM b\n'
+    ),
+    "heredoc_in_onbuild": "FROM a\nONBUILD RUN <<EOF\nFROM evil:1\nEOF\nFROM b\n",
+    "heredoc_markers_that_are_not_heredocs": (
+        'FROM a\nRUN ["sh", "-c", "cat <<EOF"]\nRUN x <<<word\nRUN echo "<<" \nENV A=<<EOF\nFROM b\n'
+    ),
+    "heredoc_never_ends": "FROM a\nRUN <<EOF\necho\n",
+    "windows_line_endings": "FROM a\r\nRUN x \\\r\nFROM evil:1\r\nRUN y \\ \r\r\nFROM evil:2\r\nCOPY z /z\r\n",
+    "unicode_spaces": "FROM a\n\u00a0RUN --mount=from=b,target=/b x\nRUN\u00a0--mount=from=c x\n\u2028COPY y /y\n",
+    "json_forms": 'FROM a\nRUN ["a", "b"]\nCMD ["c"]\nVOLUME ["/v"]\n',
+    "json_form_rejected": 'FROM a\nRUN echo\nCMD ["a", 1]\n',
+    "pair_rejected": "FROM a\nRUN echo\nLABEL a\n",
+    "names_any_case": "from a AS b\nrun --mount=from=b,target=/b x\nCopy x /y\nRUNX y\nfoo bar\n",
+    "only_instructions_not_needed": "RUN x\nCMD y\nWORKDIR /z\n",
+    "no_instructions": "# only a comment\n\n",
+    "empty": "",
+    "long_line_below_the_limit": "FROM a\nRUN " + "x" * 65_000 + "\nCOPY " + "y " * 2_000 + "/dst\n",
+}
+# BuildKit fails on these, or stops reading at the NUL: the whole text is parsed.
+TRICKY_WHOLE_ONLY = {
+    "line_too_long": "FROM a\nRUN " + "x" * 70_000 + "\n",
+    "comment_too_long": "FROM a\n# " + "é" * 33_000 + "\nCOPY x /y\n",
+    "nul_character": "FROM a\nRUN x\x00\nFROM evil:1\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY))
+def test_chunked_parse_of_tricky_dockerfiles_is_the_whole_parse(name):
+    _assert_chunks_parse_as_the_whole(TRICKY[name])
+
+
+@pytest.mark.parametrize("name", sorted(TRICKY_WHOLE_ONLY))
+def test_dockerfiles_the_scan_cannot_take_are_parsed_whole(name):
+    text = TRICKY_WHOLE_ONLY[name]
+    assert _parsed_in_chunks(text, 1, _every) is None
+    _assert_chunks_parse_as_the_whole(text, whole_only=True)
+
+
+LINES = st.sampled_from(
+    [
+        "FROM alpine:3 AS base", "FROM base", "from scratch", "ARG A=1", "ENV B=2 C=$A", "ENV D", "LABEL a=b",
+        "RUN echo hi", "run echo hi", "RUN echo \\", "RUN echo `", "RUN a \\\\", "\\", "`", "  \\  ", "", "\t",
+        "# comment", "  # comment \\", "# escape=`", "RUN --mount=type=bind,source=src,target=/s make",
+        "  --mount=from=base,target=/x y", "RUN --network=none x", 'RUN ["sh", "-c", "x"]', "CMD x", "USER 1",
+        "COPY src /dst", "COPY --from=base /a /b", "ADD https://x/y /z", "ADD $B /c", "ONBUILD COPY x /y",
+        "RUN <<EOF", "RUN <<-EOF", "COPY <<EOF /etc/x", "RUN cat <<'EOF' <<\"E2\"", "EOF", "\tEOF", "E2",
+        "ONBUILD RUN <<EOF", "RUN x <<<y", "EXPOSE 80", "VOLUME /v", "RUN -\\", "-mount=from=base,target=/m x",
+        "FOO bar", "\u00a0RUN x", "RUN\u00a0--mount=from=c x", "RUN x\r", "RUN x \\\r", "RUN ` `", "RUN x\\ \t",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    header=st.sampled_from(["", "# escape=`\n", "# syntax=x/y\n# escape=\\\n", "\ufeff", "  # escape=`\n\n"]),
+    lines=st.lists(LINES, max_size=14),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    chunk_lines=st.integers(1, 4),
+)
+def test_chunked_analysis_is_the_whole_text_analysis(header, lines, newline, chunk_lines):
+    text = header + newline.join(lines) + newline
+    assert _chunked_parse(text, chunk_lines) == _whole_parse(text)
+    chunked_needed = _parsed_in_chunks(text, chunk_lines, _every)
+    assert chunked_needed is None or chunked_needed == _whole_parse(text, _needed_command)
+    with mock.patch.object(dockerfiles, "_CHUNK_LINES", chunk_lines):
+        chunked = _outcome(text)
+    # As before the scan: every instruction, parsed with the whole text at once.
+    with mock.patch.object(dockerfiles, "_instructions", lambda text: list(dockerfile.parse_string(text))):
+        whole = _outcome(text)
+    assert chunked == whole
+
+
+def _outcome(text):
+    try:
+        return _analyze(text, {"A": "7"})
+    except InputError as exc:
+        return f"error: {exc}"
+
+
+def test_instructions_the_analysis_does_not_read_never_reach_the_parser(monkeypatch):
+    plain = "RUN echo " + "x" * 100 + "\n"
+    text = (
+        "ARG V=1.36\nFROM busybox:$V AS base\n"
+        + plain * 20_000
+        + "COPY app /app\nRUN --mount=type=bind,source=m,target=/m make\n"
+        + plain * 20_000
+        + "FROM base\nCOPY --from=base /app /app\n"
+    )
+    parsed = []
+    parse = dockerfile.parse_string
+    monkeypatch.setattr(dockerfile, "parse_string", lambda chunk: parsed.append(len(chunk)) or parse(chunk))
+    tracemalloc.start()
+    try:
+        info = _analyze(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(parsed) < 1000  # of 4.4 MB
+    assert peak < len(text) // 4  # the old parse held every instruction: several times the text
+    assert [(u.ref.familiar, u.line) for u in info.uses] == [("busybox:1.36", 2)]
+    assert info.sources == [Source("app", 20_003, "COPY"), Source("m", 20_004, "RUN --mount")]
 
 
 # --- select: which context files the sources name ------------------------------------------
