@@ -203,7 +203,10 @@ class HashCache:
 
     ctime as git's index uses it: ``cp -p`` or ``rsync -t`` can put back the mtime
     of a same-size edit, but nothing but the kernel sets the ctime, and any write or
-    utime moves it. An entry of another shape (an older version's) is a miss.
+    utime moves it.  An entry is one string, "<size>:<mtime_ns>:<ctime_ns>:<inode>:<sha256>":
+    JSON reads strings three times faster than lists of numbers, and strings leave
+    the garbage collector nothing to scan.  An entry of another shape (an older
+    version's) is a miss.
     """
 
     def __init__(self, path: Path | None = None):
@@ -212,20 +215,20 @@ class HashCache:
             known = json.loads(self.path.read_text())
         except (OSError, ValueError):
             known = {}
-        self.known: dict[str, list] = known if isinstance(known, dict) else {}  # a damaged cache is no cache
+        self.known: dict[str, str] = known if isinstance(known, dict) else {}  # a damaged cache is no cache
         self.changed = False
 
     def sha256(self, path: Path | str, st: os.stat_result) -> str:
         key = path if isinstance(path, str) else str(path)
-        mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        mark = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:"
         hit = self.known.get(key)
-        if isinstance(hit, list) and len(hit) == len(mark) + 1 and hit[:-1] == mark and isinstance(hit[-1], str):
-            return hit[-1]
+        if isinstance(hit, str) and len(hit) == len(mark) + 64 and hit.startswith(mark):
+            return hit[-64:]
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        self.known[key] = [*mark, digest.hexdigest()]
+        self.known[key] = mark + digest.hexdigest()
         self.changed = True
         return digest.hexdigest()
 
