@@ -1,13 +1,16 @@
 """Build contexts: which files the daemon receives, their hashes, and the tar itself.
 
-The file set is docker-py's own ``.dockerignore`` matching (``exclude_paths``,
-the code ``APIClient.build`` uses), so what is hashed is exactly what is sent.
-Hashing goes through a stat cache (path, size, mtime_ns, inode -> sha256)
-kept in the user's cache dir: an unchanged context costs one stat per file.
+The file set is docker-py's ``.dockerignore`` matching (``exclude_paths``, the
+code ``APIClient.build`` uses): its own pattern parsing and translation, walked by
+``IgnoreMatcher`` with the same rules, so what is hashed is exactly what is sent
+(tests compare the two).  Hashing goes through a stat cache (path, size,
+mtime_ns, ctime_ns, inode -> sha256) kept in the user's cache dir: an unchanged
+context costs one stat per path.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -17,7 +20,7 @@ import stat
 import tarfile
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -29,10 +32,12 @@ from .network import cache_dir
 if TYPE_CHECKING:
     from .dockerfiles import Source
 
-# docker-py compiles .dockerignore patterns with `re`, which warns about pattern forms it may
-# read differently one day ([[:alpha:]]); the match is docker's either way, and a warning on
-# stderr is noise the user cannot act on.
+# .dockerignore patterns become `re` patterns (docker-py's translation, compiled by IgnoreMatcher
+# here and by docker-py in its fnmatch), and `re` warns about forms it may read differently one
+# day ([[:alpha:]]); the match is docker's either way, and a warning on stderr is noise the user
+# cannot act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"docker\.utils\.fnmatch")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"reconciler\.context")
 
 # A file's entry in the inputs record: "<mode>:<sha256 hex>" (or "l:<target>" for a symlink).
 Entry = str
@@ -61,22 +66,137 @@ def dockerfile_in_context(context: Path, dockerfile: Path) -> str:
 
 def context_paths(context: Path, dockerfile: Path) -> list[str]:
     """Every path (files, symlinks, folders) the daemon will receive, sorted."""
-    from .dockerpy import docker  # docker-py's own matcher: the set equals what is sent
+    return sorted(_listing(context, dockerfile))
 
-    exclude_paths = docker.utils.build.exclude_paths
 
+def _listing(context: Path, dockerfile: Path) -> dict[str, os.stat_result | None]:
+    """Every path the daemon will receive, with its lstat (see ``IgnoreMatcher.walk``)."""
     if not context.is_dir():
         raise InputError(f"build context {context} is not a folder", hint="fix the service's context")
     try:
-        return sorted(
-            exclude_paths(str(context), ignore_patterns(context), dockerfile=dockerfile_in_context(context, dockerfile))
-        )
+        return _matcher(context, dockerfile).walk(str(context))
     except OSError as exc:
         raise InputError(f"cannot read build context: {exc}", where=str(context), hint="check permissions") from None
+
+
+def _matcher(context: Path, dockerfile: Path) -> IgnoreMatcher:
+    # exclude_paths adds the Dockerfile's negation after the file's own patterns.
+    patterns = (*ignore_patterns(context), f"!{dockerfile_in_context(context, dockerfile)}")
+    try:
+        return ignore_matcher(patterns)
     except re.error as exc:  # docker-py turns each pattern into a regular expression
         raise InputError(
             f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern"
         ) from None
+
+
+@functools.lru_cache(maxsize=128)
+def ignore_matcher(patterns: tuple[str, ...]) -> IgnoreMatcher:
+    """The compiled matcher for a pattern set, made once per process: services that share
+    a ``.dockerignore`` (and Dockerfile name) share it.  Raises ``re.error`` for a bad pattern."""
+    return IgnoreMatcher(patterns)
+
+
+class IgnoreMatcher:
+    """docker-py's ``PatternMatcher`` compiled once: which context paths ``.dockerignore`` leaves out.
+
+    The patterns are docker-py's own ``Pattern`` (cleaning, ``.``/``..``) and
+    ``fnmatch.translate`` (lower-cased, as its ``fnmatch`` does); ``matches`` and
+    ``walk`` give exactly ``PatternMatcher.matches`` and ``.walk``.  What differs is
+    the cost: the last pattern that matches decides, and whether a pattern matches
+    a path's parent folder is the same for everything in that folder, so each
+    folder works out once which patterns can still decide for its entries.  Without
+    a ``.dockerignore`` no pattern can exclude anything and a path costs no regex.
+    """
+
+    def __init__(self, patterns: tuple[str, ...]):
+        from .dockerpy import docker
+
+        Pattern, translate = docker.utils.build.Pattern, docker.utils.fnmatch.translate
+
+        parsed = [p for p in map(Pattern, patterns) if p.dirs] + [Pattern("!.dockerignore")]
+        # (match on the lower-cased path, is a negation, how many path components it spans, and
+        # whether it matches paths of other lengths: `**` crosses '/', and so can a [...] class)
+        self.rules = [
+            (
+                re.compile(translate(p.cleaned_pattern.lower())).match,
+                p.exclusion,
+                len(p.dirs),
+                "**" in p.cleaned_pattern or "[" in p.cleaned_pattern,
+            )
+            for p in parsed
+        ]
+        # docker-py descends into an excluded folder only when a negation's cleaned text starts with its path.
+        self.negations = tuple(p.cleaned_pattern for p in parsed if p.exclusion)
+
+    def in_folder(self, parts: list[str], width: int) -> tuple[list[tuple[Callable, bool]], bool]:
+        """For paths of ``width`` '/'-separated pieces directly inside the folder ``parts``
+        ([] for the top): the patterns to try on each, latest first, and the answer when
+        none of them matches."""
+        to_try: list[tuple[Callable, bool]] = []
+        otherwise = False
+        for match, negation, depth, any_width in reversed(self.rules):
+            # PatternMatcher.matches: a pattern also matches a path when it matches the parent folder's first components.
+            if depth <= len(parts) and match("/".join(parts[:depth]).lower()):
+                otherwise = not negation
+                break  # it decides unless a later pattern matches the path itself: earlier ones never count
+            if any_width or depth == width:  # `*` and `?` never match '/': other patterns cannot match here
+                to_try.append((match, negation))
+        while to_try and (not to_try[-1][1]) == otherwise:
+            to_try.pop()  # the earliest patterns that would give the same answer as none matching
+        return to_try, otherwise
+
+    def matches(self, rel: str) -> bool:
+        """Whether ``.dockerignore`` excludes the context path ``rel`` ('/'-separated)."""
+        from .dockerpy import docker
+
+        to_try, otherwise = self.in_folder(docker.utils.build.split_path(os.path.dirname(rel)), rel.count("/") + 1)
+        return _decide(rel, to_try, otherwise)
+
+    def walk(self, root: str) -> dict[str, os.stat_result | None]:
+        """Relative path -> lstat for every path under ``root`` not excluded: ``PatternMatcher.walk``'s set.
+
+        None for a folder (its type comes from the directory listing, unstatted) and
+        for a path whose stat failed, so the caller that reads it reports why.  A file
+        costs one stat, made relative to its open folder: no path lookup from the root.
+        """
+        kept: dict[str, os.stat_result | None] = {}
+        folders = [("", root)]  # a stack, not recursion
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+        while folders:
+            folder, path = folders.pop()
+            parts = folder.split("/") if folder else []
+            to_try, otherwise = self.in_folder(parts, len(parts) + 1)
+            prefix = folder + "/" if folder else ""
+            # Only the folder being read is open: fds never grow with the tree.  A folder below
+            # the root is opened without following a symlink put there since it was listed.
+            fd = os.open(path, flags | os.O_NOFOLLOW if folder else flags)
+            try:
+                with os.scandir(fd) as entries:
+                    for found in entries:
+                        rel = prefix + found.name
+                        excluded = _decide(rel, to_try, otherwise) if to_try else otherwise
+                        if found.is_dir(follow_symlinks=False):
+                            if not excluded:
+                                kept[rel] = None
+                            if not excluded or any(n.startswith(rel) for n in self.negations):
+                                folders.append((rel, f"{path}/{found.name}"))
+                        elif not excluded:
+                            try:
+                                kept[rel] = found.stat(follow_symlinks=False)
+                            except OSError:
+                                kept[rel] = None
+            finally:
+                os.close(fd)
+        return kept
+
+
+def _decide(rel: str, to_try: list[tuple[Callable, bool]], otherwise: bool) -> bool:
+    lowered = rel.lower()
+    for match, negation in to_try:
+        if match(lowered):
+            return not negation
+    return otherwise
 
 
 class HashCache:
@@ -84,7 +204,10 @@ class HashCache:
 
     ctime as git's index uses it: ``cp -p`` or ``rsync -t`` can put back the mtime
     of a same-size edit, but nothing but the kernel sets the ctime, and any write or
-    utime moves it. An entry of another shape (an older version's) is a miss.
+    utime moves it.  An entry is one string, "<size>:<mtime_ns>:<ctime_ns>:<inode>:<sha256>":
+    JSON reads strings three times faster than lists of numbers, and strings leave
+    the garbage collector nothing to scan.  An entry of another shape (an older
+    version's) is a miss.
     """
 
     def __init__(self, path: Path | None = None):
@@ -93,20 +216,20 @@ class HashCache:
             known = json.loads(self.path.read_text())
         except (OSError, ValueError):
             known = {}
-        self.known: dict[str, list] = known if isinstance(known, dict) else {}  # a damaged cache is no cache
+        self.known: dict[str, str] = known if isinstance(known, dict) else {}  # a damaged cache is no cache
         self.changed = False
 
-    def sha256(self, path: Path, st: os.stat_result) -> str:
-        key = str(path)
-        mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    def sha256(self, path: Path | str, st: os.stat_result) -> str:
+        key = path if isinstance(path, str) else str(path)
+        mark = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:"
         hit = self.known.get(key)
-        if isinstance(hit, list) and len(hit) == len(mark) + 1 and hit[:-1] == mark and isinstance(hit[-1], str):
-            return hit[-1]
+        if isinstance(hit, str) and len(hit) == len(mark) + 64 and hit.startswith(mark):
+            return hit[-64:]
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        self.known[key] = [*mark, digest.hexdigest()]
+        self.known[key] = mark + digest.hexdigest()
         self.changed = True
         return digest.hexdigest()
 
@@ -127,10 +250,12 @@ def entry(path: Path, cache: HashCache) -> Entry | None:
         st = path.lstat()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc}", hint="check the build context") from None
-    if stat.S_ISLNK(st.st_mode):
-        return f"l:{os.readlink(path)}"
+    return _entry(str(path), st, cache)
+
+
+def _entry(path: str, st: os.stat_result, cache: HashCache) -> Entry | None:
     if not stat.S_ISREG(st.st_mode):
-        return None
+        return f"l:{os.readlink(path)}" if stat.S_ISLNK(st.st_mode) else None
     try:
         return f"{stat.S_IMODE(st.st_mode):o}:{cache.sha256(path, st)}"
     except OSError as exc:
@@ -154,12 +279,17 @@ def context_record(
     to what the build can read, as BuildKit sends only those paths; a source
     that matches nothing is an error, as it would fail the build.
     """
-    overlay = overlay or {}
-    paths = build_paths(context, dockerfile, overlay, sources, shown_as=shown_as)
+    planned = _relative(context, overlay)
+    listed = _listing(context, dockerfile)  # the walk's stats: a file costs no other
+    links = {rel for rel, st in listed.items() if st is not None and stat.S_ISLNK(st.st_mode)}
+    base = os.path.join(str(context), "")
     record: dict[str, Entry] = {}
-    for rel in paths:
-        path = context / rel
-        found = overlay.get(path) or entry(path, cache)
+    for rel in _narrowed(context, dockerfile, set(listed), links, planned, sources, shown_as):
+        found = planned.get(rel) if planned else None
+        if not found:
+            st = listed.get(rel)
+            # A folder, a planned file not written yet, or a stat that failed in the walk: look again.
+            found = _entry(base + rel, st, cache) if st is not None else entry(context / rel, cache)
         if found is not None:
             record[rel] = found
     return record
@@ -175,22 +305,44 @@ def build_paths(
 ) -> list[str]:
     """The context paths a build reads: after ``.dockerignore``, narrowed to ``sources``."""
     paths = set(context_paths(context, dockerfile))
-    for path in overlay or {}:  # planned files that do not exist yet
+    links = {p for p in paths if (context / p).is_symlink()} if sources is not None else set()
+    return _narrowed(context, dockerfile, paths, links, _relative(context, overlay), sources, shown_as)
+
+
+def _relative(context: Path, overlay: dict[Path, Entry] | None) -> dict[str, Entry]:
+    """The overlay's files inside the context, by relative path."""
+    planned = {}
+    for path, found in (overlay or {}).items():
         try:
-            rel = path.relative_to(context).as_posix()
+            planned[path.relative_to(context).as_posix()] = found
         except ValueError:
             continue
-        if rel not in paths and not _ignored(context, dockerfile, rel):
-            paths.add(rel)
+    return planned
+
+
+def _narrowed(
+    context: Path,
+    dockerfile: Path,
+    paths: set[str],
+    links: Collection[str],
+    planned: Iterable[str],
+    sources: list[Source] | None,
+    shown_as: Callable[[Path], str],
+) -> list[str]:
+    """``build_paths`` from the walk's ``paths`` (changed in place) and which of them are symlinks."""
+    new = [rel for rel in planned if rel not in paths]  # planned files that do not exist yet
+    if new:
+        matcher = _matcher(context, dockerfile)
+        paths.update(rel for rel in new if not matcher.matches(rel))
     if sources is None:
         return sorted(paths)
     from .dockerfiles import select
 
-    if _through_a_link(context, paths, sources):
+    if _through_a_link(context, links, sources):
         return sorted(paths)  # BuildKit follows a symlinked folder inside a source path: send and hash it all
     used, unmatched = select(paths, sources)
     # COPY follows a symlink it names: what the link points at (inside the context) is read too.
-    for rel in [r for r in used if (context / r).is_symlink()]:
+    for rel in [r for r in used if r in links]:
         target = (context / rel).resolve()
         if target.is_relative_to(context.resolve()):
             inside = target.relative_to(context.resolve()).as_posix()
@@ -207,33 +359,19 @@ def build_paths(
     return sorted(used)
 
 
-def _through_a_link(context: Path, paths: set[str], sources: list[Source]) -> bool:
+def _through_a_link(context: Path, links: Collection[str], sources: list[Source]) -> bool:
     """Whether a source's path goes through a symlinked folder (``COPY data/x`` with ``data -> real``)."""
     from .dockerfiles import Source, select
 
-    links = {p for p in paths if (context / p).is_symlink() and (context / p).is_dir()}
-    if not links:
+    folders = {p for p in links if (context / p).is_dir()}
+    if not folders:
         return False
     for source in sources:
         parts = source.pattern.split("/")
         for k in range(1, len(parts)):
-            if select(links, [Source("/".join(parts[:k]), source.line, source.instruction)])[0]:
+            if select(folders, [Source("/".join(parts[:k]), source.line, source.instruction)])[0]:
                 return True
     return False
-
-
-def _ignored(context: Path, dockerfile: Path, rel: str) -> bool:
-    from .dockerpy import docker
-
-    PatternMatcher = docker.utils.build.PatternMatcher
-
-    patterns = [*ignore_patterns(context), f"!{dockerfile_in_context(context, dockerfile)}"]
-    try:
-        return PatternMatcher(patterns).matches(rel)
-    except re.error as exc:
-        raise InputError(
-            f"bad .dockerignore pattern: {exc}", where=str(context / ".dockerignore"), hint="fix the pattern"
-        ) from None
 
 
 @dataclass

@@ -24,6 +24,7 @@ import docker.auth
 import docker.errors
 import docker.tls
 import docker.utils.build
+import docker.utils.fnmatch
 
 __all__ = ["docker", "ssh_transport"]
 

@@ -261,7 +261,7 @@ def test_the_stat_cache_skips_reading_unchanged_files(tmp_path):
     cache.sha256(path, path.stat())
     cache.save()
     known = json.loads((tmp_path / "h.json").read_text())
-    known[str(path)][-1] = "f" * 64  # what the cache says, not what the file holds
+    known[str(path)] = known[str(path)][:-64] + "f" * 64  # what the cache says, not what the file holds
     (tmp_path / "h.json").write_text(json.dumps(known))
     assert HashCache(tmp_path / "h.json").sha256(path, path.stat()) == "f" * 64
 
@@ -285,12 +285,14 @@ def test_a_same_size_edit_with_its_mtime_put_back_is_hashed_again(tmp_path):
 @pytest.mark.parametrize(
     "make_entry",
     [
-        lambda st: [st.st_size, st.st_mtime_ns, st.st_ino, "f" * 64],  # the previous shape, no ctime
-        lambda st: [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, 5],
-        lambda st: [1, 2],
-        lambda st: "abc",
+        lambda st: [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, "f" * 64],  # the previous shape, a list
+        lambda st: [st.st_size, st.st_mtime_ns, st.st_ino, "f" * 64],  # the one before, no ctime
+        lambda st: f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{'f' * 64}",  # no ctime
+        lambda st: f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{'f' * 63}",  # hash cut short
+        lambda st: f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{'f' * 64}:",  # something after it
+        lambda st: 5,
     ],
-    ids=["previous-shape", "hash-not-a-string", "short", "not-a-list"],
+    ids=["previous-list-shape", "no-ctime-list", "no-ctime", "short-hash", "trailing", "not-a-string"],
 )
 def test_a_cache_entry_of_another_shape_is_a_miss(tmp_path, make_entry):
     path = tmp_path / "f"
@@ -300,13 +302,8 @@ def test_a_cache_entry_of_another_shape_is_a_miss(tmp_path, make_entry):
     cache = HashCache(tmp_path / "h.json")
     assert cache.sha256(path, st) == hashlib.sha256(b"x").hexdigest()
     cache.save()
-    assert json.loads((tmp_path / "h.json").read_text())[str(path)] == [
-        st.st_size,
-        st.st_mtime_ns,
-        st.st_ctime_ns,
-        st.st_ino,
-        hashlib.sha256(b"x").hexdigest(),
-    ]
+    saved = json.loads((tmp_path / "h.json").read_text())[str(path)]
+    assert saved == f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{hashlib.sha256(b'x').hexdigest()}"
 
 
 def test_planned_writes_count_as_context_before_they_exist(tmp_path):
