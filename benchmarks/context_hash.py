@@ -5,7 +5,7 @@
 Makes a context of FILES files of KIB KiB each (default 20000 × 4) in a temp
 folder and times reconciler.context.context_record three ways: no cache, a
 warm cache in the same process, and a warm cache loaded from disk (what a
-second `reconcile plan` sees).
+second `reconcile plan` sees); the warm figures are the best of 3.
 """
 
 from __future__ import annotations
@@ -38,16 +38,21 @@ def main() -> None:
         cold = time.perf_counter() - start
         cache.save()
 
-        start = time.perf_counter()
-        context_record(context, context / "Dockerfile", cache)
-        warm = time.perf_counter() - start
+        def best_of_3(make_cache) -> float:
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                context_record(context, context / "Dockerfile", make_cache())
+                times.append(time.perf_counter() - start)
+            return min(times)
 
-        start = time.perf_counter()
-        context_record(context, context / "Dockerfile", HashCache(cache_file))
-        reloaded = time.perf_counter() - start
+        warm = best_of_3(lambda: cache)
+        reloaded = best_of_3(lambda: HashCache(cache_file))
 
     size = files * kib / 1024
     print(f"{len(record)} files, {size:.0f} MiB: cold {cold:.2f} s, warm {warm:.2f} s, warm from disk {reloaded:.2f} s")
+    if files == 20000:  # the goal set for the 20,000-file context (a second plan reads the cache from disk)
+        print(f"goal for 20,000 files: warm from disk <= 0.15 s: {'ok' if reloaded <= 0.15 else 'MISSED'}")
 
 
 if __name__ == "__main__":
