@@ -174,13 +174,17 @@ class Engine:
         self.stall_timeout = stall_timeout  # longest wait for a registry-bound request's next byte
         self._local = threading.local()
         self._info: dict | None = None
-        local = self.host.startswith("unix://") and not self._options
-        self._reader = _SocketReader(self.host.removeprefix("unix://"), timeout) if local else None
+        path = _plain_socket(self.host, self._options)
+        self._reader = _SocketReader(path, timeout, _config_headers()) if path else None
         # One GET /version (docker-py's version="auto"); every client after reuses the answer.
         self._version = "auto"
         if self._reader is not None:
-            with self._errors("reach the daemon"):
-                self._version = str(self._reader.get("/version")["ApiVersion"])
+            with self._errors("read the daemon's version"):
+                answer = self._reader.get("/version")
+            version = answer.get("ApiVersion") if isinstance(answer, dict) else None
+            if not isinstance(version, str):
+                raise EngineError(f"{self.host} does not answer as a Docker daemon (no API version in GET /version)")
+            self._version = version
         else:
             self._version = self._client().api_version
 
@@ -509,6 +513,8 @@ class _Translate:
             self._docker_py(exc)
         if isinstance(exc, _Unanswered):
             raise _unreachable(self.host, exc.__cause__ or exc, self.source) from None
+        if isinstance(exc, _Cut):
+            raise EngineError(f"{self.doing} failed: {exc}") from None
         return False
 
     def _refused(self, status: int, message: str) -> None:
@@ -535,7 +541,11 @@ class _Translate:
 
 
 class _Unanswered(Exception):
-    """The socket reader could not connect, or the connection failed before an answer (its cause)."""
+    """The socket reader could not connect (its cause says why)."""
+
+
+class _Cut(Exception):
+    """The daemon took the request but its answer timed out or was cut."""
 
 
 class _DaemonAnswer(Exception):
@@ -567,17 +577,26 @@ class _SocketReader:
     read), every wait bounded by ``timeout``.  Answers are JSON; an error status raises
     :class:`_DaemonAnswer` with the daemon's message, as docker-py's APIError carries it."""
 
-    def __init__(self, path: str, timeout: float):
-        self.path, self.timeout = path, timeout
+    def __init__(self, path: str, timeout: float, headers: dict[str, str]):
+        self.path, self.timeout, self.headers = path, timeout, headers
 
     def get(self, url: str, params: dict | None = None) -> Any:
         connection = _UnixConnection(self.path, self.timeout)
         try:
-            connection.request("GET", f"{url}?{urlencode(params)}" if params else url)
-            response = connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Unanswered(str(exc)) from exc
+            try:
+                connection.connect()
+            except OSError as exc:
+                raise _Unanswered(str(exc)) from exc
+            try:
+                connection.request("GET", f"{url}?{urlencode(params)}" if params else url, headers=self.headers)
+                response = connection.getresponse()
+                body = response.read()
+            except TimeoutError as exc:
+                raise _Cut(str(exc) or "timed out") from None
+            except ConnectionError as exc:  # reset, or closed without an answer: as requests classes them
+                raise _Unanswered(str(exc)) from exc
+            except (OSError, http.client.HTTPException) as exc:  # an answer cut short, say
+                raise _Cut(str(exc) or type(exc).__name__) from None
         finally:
             connection.close()
         try:
@@ -590,6 +609,29 @@ class _SocketReader:
         if answer is None:
             raise EngineError(f"the daemon answered GET {url} with no JSON")
         return answer
+
+
+def _plain_socket(host: str, options: dict) -> str | None:
+    """The socket path the standard library reader can use: an absolute ``unix://`` path with
+    no TLS.  docker-py reads the rarer spellings (``unix://`` alone, a relative path)."""
+    path = host.removeprefix("unix://") if host.startswith("unix://") else ""
+    return path if path.startswith("/") and not path.endswith("/") and not options else None
+
+
+def _config_headers() -> dict[str, str]:
+    """The headers docker-py sends with every request: the docker config's ``HttpHeaders``
+    (an authorization plugin or socket proxy may require them) and a User-Agent."""
+    from . import __version__
+
+    headers = {"User-Agent": f"reconcile/{__version__}"}
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    try:
+        found = json.loads(config.read_text()).get("HttpHeaders")
+    except (OSError, ValueError, AttributeError):
+        return headers
+    if isinstance(found, dict):
+        headers.update({str(k): str(v) for k, v in found.items()})
+    return headers
 
 
 def _looks_not_found(message: str) -> bool:

@@ -328,11 +328,14 @@ class ProgressReporter:
         return Text("\n".join(lines))
 
     def _say(self, text: str, color: str | None = None) -> None:
+        if self.live is not None:
+            # Not under self.lock: rich's refresh thread holds its own lock while it asks
+            # _footer for ours, so printing through rich under ours would deadlock the two.
+            # rich serialises its console's output with the footer's itself.
+            self.live.console.print(text, style=color if colors(self.stream) else None, markup=False)
+            return
         with self.lock:
-            if self.live is not None:
-                self.live.console.print(text, style=color if colors(self.stream) else None, markup=False)
-            else:
-                print(_style(text, color, self.stream), file=self.stream, flush=True)
+            print(_style(text, color, self.stream), file=self.stream, flush=True)
 
     def _step(self, action: Action, step: str) -> None:
         with self.lock:

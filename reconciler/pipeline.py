@@ -228,10 +228,11 @@ def observe_state(run: Run, known: Observation | None = None) -> Observation:
     """Read the actual state: the daemon's image list (one request), the files, and what the
     stack's lifecycle needs (registry digests, containers, the alias record).
 
-    ``known``: what apply already knows exactly after performing a plan (the plan's own
-    observation, updated with each push's digest).  The verify after an apply then asks
-    registries only about the pushes that did not succeed, and inspects only images whose
-    platform it has not seen; the local image list, files and containers are read again."""
+    ``known``: what apply already knows exactly after performing a plan (:func:`after_apply`).
+    The verify after an apply then asks the internal registry only about targets it did not
+    just push, upstream registries nothing (applying changes nothing there), and inspects
+    only images whose platform it has not seen; the local image list, files and containers
+    are read again."""
     images = observe(run.engine.list_images())
     if known is not None:
         images.platforms.update(known.images.platforms)  # an image ID's platform never changes
@@ -261,18 +262,16 @@ def observe_state(run: Run, known: Observation | None = None) -> Observation:
 
 
 def after_apply(seen: Observation, outcomes) -> Observation:
-    """What is known exactly after ``outcomes``: ``seen`` with each push's or mirror's digest as
-    the registry confirmed it.  A push that failed may have been cut anywhere, so its target
-    is forgotten (the verify asks the registry again)."""
+    """What is known exactly after ``outcomes``: ``seen`` with, for the registry, only the
+    digests the pushes and mirrors of this apply were answered.  Any other target is asked
+    again: another host may push to it (the lock is per daemon), and a failed push may
+    have been cut anywhere."""
     from .plan import PushAction
 
-    registry = ObservedRegistry(dict(seen.registry.digests), {})
+    registry = ObservedRegistry()
     for outcome in outcomes:
-        if isinstance(outcome.action, PushAction):
-            if outcome.status in ("succeeded", "unchanged") and outcome.after:
-                registry.digests[outcome.action.target] = outcome.after
-            else:
-                registry.digests.pop(outcome.action.target, None)
+        if isinstance(outcome.action, PushAction) and outcome.status in ("succeeded", "unchanged") and outcome.after:
+            registry.digests[outcome.action.target] = outcome.after
     return replace(seen, registry=registry)
 
 

@@ -401,12 +401,14 @@ def read_compose(stack: Stack, tree) -> dict:
 
     def confined(path: Path) -> str:
         # compose files, and what they include or extend, are stack files like any other
+        if path in tree.planned:
+            return tree.read_text(path)
         if (real := leads_outside(path, readable)) is not None:
             through = f" (through a symlink, to {real})" if real != Path(os.path.abspath(path)) else ""
             raise OSError(
                 errno.EACCES, f"it is outside the stack folder{through}; list its folder in stack.allow_outside"
             )
-        return tree.read_text(path)
+        return tree.read_text(Path(os.path.realpath(path)))  # the path checked, not one swapped since
 
     return read_files(
         [stack.root / name for name in cfg.compose],

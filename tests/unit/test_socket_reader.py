@@ -1,0 +1,100 @@
+"""The engine's standard-library reader against peers that misbehave: a daemon that answers
+too slowly or cuts its answer, and a socket that is no Docker daemon.  (Its answers from a
+real daemon are compared with docker-py's in tests/integration/test_engine_reads.py.)"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import types
+
+import pytest
+
+from reconciler import engine
+from reconciler.errors import EngineError
+
+
+@pytest.fixture
+def peer(tmp_path):
+    """A unix socket at ``tmp_path/peer.sock`` answering each request with ``peer.answer(request)``
+    (bytes, or None to stay silent); ``peer.requests`` keeps what it received."""
+    path = tmp_path / "peer.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+
+    Peer = types.SimpleNamespace(answer=lambda request: None, requests=[], socket=str(path))
+
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536)
+                Peer.requests.append(request)
+                reply = Peer.answer(request)
+                if reply is None:
+                    stop.wait(5)
+                else:
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield Peer
+    stop.set()
+    server.close()
+
+
+def _http(status: str, body: object) -> bytes:
+    data = json.dumps(body).encode()
+    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+
+
+def test_a_daemon_that_answers_too_slowly_is_a_failed_read_not_an_unreachable_daemon(peer):
+    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"}) if b"/version" in request else None
+    reader = engine.Engine(f"unix://{peer.socket}", timeout=1)
+    with pytest.raises(EngineError) as caught:
+        reader.list_images()
+    assert str(caught.value).startswith("list images failed: timed out")
+
+
+def test_an_answer_cut_short_is_a_failed_read(peer):
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{"
+    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"}) if b"/version" in request else cut
+    with pytest.raises(EngineError, match=r"^list images failed: "):
+        engine.Engine(f"unix://{peer.socket}", timeout=1).list_images()
+
+
+def test_a_socket_that_is_no_docker_daemon_says_so(peer):
+    peer.answer = lambda request: _http("200 OK", {})
+    with pytest.raises(EngineError, match=r"does not answer as a Docker daemon"):
+        engine.Engine(f"unix://{peer.socket}", timeout=1)
+
+
+def test_reads_send_the_docker_config_http_headers_as_docker_py_does(peer, tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps({"HttpHeaders": {"X-Meta-Team": "infra"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"} if b"/version" in request else [])
+    assert engine.Engine(f"unix://{peer.socket}", timeout=1).list_images() == []
+    assert all(b"X-Meta-Team: infra\r\n" in r and b"User-Agent: reconcile/" in r for r in peer.requests)
+
+
+@pytest.mark.parametrize(
+    "host, options, path",
+    [
+        ("unix:///run/docker.sock", {}, "/run/docker.sock"),
+        ("unix://", {}, None),  # the default socket, as docker-py reads it
+        ("unix:///run/docker.sock/", {}, None),
+        ("unix://run/docker.sock", {}, None),
+        ("unix:///run/docker.sock", {"tls": True}, None),
+        ("tcp://127.0.0.1:2375", {}, None),
+        ("ssh://deploy@node-07", {"use_ssh_client": True}, None),
+    ],
+)
+def test_only_a_plain_absolute_socket_path_is_read_without_docker_py(host, options, path):
+    assert engine._plain_socket(host, options) == path
