@@ -166,14 +166,22 @@ def origin(engine, ref: str) -> str | None:
 
 def on_terminal(argv: list[str], env: dict[str, str], *, answer: str | None = None, cwd=None) -> tuple[int, str]:
     """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; when it asks
-    ("Enter a value:"), type ``answer``.  Returns the exit code and everything it showed."""
+    ("Enter a value:"), type ``answer``.  Returns the exit code and everything it showed.
+    A child still running after 300 s is killed (code -9), so a hang fails the test."""
     import pty
+    import select
+    import time
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, close_fds=True)
     os.close(slave)
     seen, answered = b"", False
+    deadline = time.monotonic() + 300
     while True:
+        if not select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            proc.kill()
+            seen += b"\n[killed by the test after 300 s]"
+            break
         try:
             chunk = os.read(master, 65536)
         except OSError:  # the child closed the terminal
