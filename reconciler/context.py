@@ -110,6 +110,10 @@ class IgnoreMatcher:
     """
 
     def __init__(self, patterns: tuple[str, ...]):
+        self.rules: list[tuple[Callable, bool, int, bool]] = []
+        self.negations: tuple[str, ...] = ()
+        if all(p.startswith("!") for p in patterns):
+            return  # nothing can be excluded (the usual case: no .dockerignore), so no docker-py to import
         from .dockerpy import docker
 
         Pattern, translate = docker.utils.build.Pattern, docker.utils.fnmatch.translate
@@ -148,6 +152,8 @@ class IgnoreMatcher:
 
     def matches(self, rel: str) -> bool:
         """Whether ``.dockerignore`` excludes the context path ``rel`` ('/'-separated)."""
+        if not self.rules:
+            return False
         from .dockerpy import docker
 
         to_try, otherwise = self.in_folder(docker.utils.build.split_path(os.path.dirname(rel)), rel.count("/") + 1)

@@ -43,9 +43,13 @@ def test_a_missing_image_is_not_found_and_a_refused_read_says_what_the_daemon_sa
         ours.inspect("UPPER:case:bad")
 
 
-def test_a_plan_with_nothing_to_do_imports_neither_docker_py_nor_requests(engine, tmp_path):
+def test_a_plan_imports_neither_docker_py_nor_requests(engine, tmp_path):
+    """Reading the daemon, hashing a context without .dockerignore: nothing needs docker-py."""
     image = next(tag for i in engine.api().images() for tag in i.get("RepoTags") or [])
-    (tmp_path / "stack.toml").write_text(f'[stack]\nname = "s"\nimages = ["{image}"]\n')
+    (tmp_path / "src/app").mkdir(parents=True)
+    (tmp_path / "src/app/Dockerfile").write_text(f"FROM {image}\nCOPY . /app\n")
+    (tmp_path / "src/app/main.txt").write_text("main\n")
+    (tmp_path / "stack.toml").write_text('[stack]\nname = "s"\nservices = "src/*/Dockerfile"\n')
     code = (
         "import sys\nfrom reconciler.cli import app\n"
         f"app(args=['plan', '--network', 'external', '-s', {str(tmp_path)!r}], standalone_mode=False)\n"
@@ -54,5 +58,6 @@ def test_a_plan_with_nothing_to_do_imports_neither_docker_py_nor_requests(engine
     env = {"DOCKER_HOST": engine.docker_host, "RECONCILE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr
+    assert "+ build app" in proc.stdout
     loaded = {name.split(".")[0] for name in proc.stderr.split()}
     assert "reconciler" in loaded and not {"docker", "requests", "urllib3", "paramiko"} & loaded

@@ -23,6 +23,7 @@ PATTERN_SETS = [
     [],
     ["*"],
     ["*", "!Dockerfile"],
+    ["!docs/keep.md"],  # negations alone exclude nothing
     ["**"],
     ["**/*.log"],
     ["*.LOG"],  # fnmatch lower-cases both sides
