@@ -16,7 +16,19 @@ from reconciler.refs import parse
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_socket_reads_answer_as_docker_py_does(engine):
+@pytest.fixture
+def busybox(engine) -> str:
+    """A local image, pulled from the hub stand-in, whatever earlier tests left."""
+    api = engine.api()
+    try:
+        api.pull(f"{engine.hub}/library/busybox", tag="1.36")
+        api.tag(f"{engine.hub}/library/busybox:1.36", "busybox", "1.36")
+    finally:
+        api.close()
+    return "busybox:1.36"
+
+
+def test_socket_reads_answer_as_docker_py_does(engine, busybox):
     ours = Engine(engine.docker_host)
     assert ours._reader is not None
     api = engine.api()
@@ -43,9 +55,9 @@ def test_a_missing_image_is_not_found_and_a_refused_read_says_what_the_daemon_sa
         ours.inspect("UPPER:case:bad")
 
 
-def test_a_plan_imports_neither_docker_py_nor_requests(engine, tmp_path):
+def test_a_plan_imports_neither_docker_py_nor_requests(engine, busybox, tmp_path):
     """Reading the daemon, hashing a context without .dockerignore: nothing needs docker-py."""
-    image = next(tag for i in engine.api().images() for tag in i.get("RepoTags") or [])
+    image = busybox
     (tmp_path / "src/app").mkdir(parents=True)
     (tmp_path / "src/app/Dockerfile").write_text(f"FROM {image}\nCOPY . /app\n")
     (tmp_path / "src/app/main.txt").write_text("main\n")
