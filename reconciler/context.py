@@ -287,10 +287,9 @@ def context_record(
     """
     planned = _relative(context, overlay)
     listed = _listing(context, dockerfile)  # the walk's stats: a file costs no other
-    links = {rel for rel, st in listed.items() if st is not None and stat.S_ISLNK(st.st_mode)}
     base = os.path.join(str(context), "")
     record: dict[str, Entry] = {}
-    for rel in _narrowed(context, dockerfile, set(listed), links, planned, sources, shown_as):
+    for rel in _narrowed(context, dockerfile, set(listed), _links(listed), planned, sources, shown_as):
         found = planned.get(rel) if planned else None
         if not found:
             st = listed.get(rel)
@@ -310,9 +309,13 @@ def build_paths(
     shown_as: Callable[[Path], str] = str,
 ) -> list[str]:
     """The context paths a build reads: after ``.dockerignore``, narrowed to ``sources``."""
-    paths = set(context_paths(context, dockerfile))
-    links = {p for p in paths if (context / p).is_symlink()} if sources is not None else set()
-    return _narrowed(context, dockerfile, paths, links, _relative(context, overlay), sources, shown_as)
+    listed = _listing(context, dockerfile)
+    return _narrowed(context, dockerfile, set(listed), _links(listed), _relative(context, overlay), sources, shown_as)
+
+
+def _links(listed: dict[str, os.stat_result | None]) -> set[str]:
+    """The symlinks among the walk's paths, from the stats it made."""
+    return {rel for rel, st in listed.items() if st is not None and stat.S_ISLNK(st.st_mode)}
 
 
 def _relative(context: Path, overlay: dict[Path, Entry] | None) -> dict[str, Entry]:

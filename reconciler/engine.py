@@ -95,7 +95,7 @@ def _env_tls() -> dict:
 
 def _context_daemon() -> Daemon | None:
     """The daemon of the context named by DOCKER_CONTEXT or in use; None for the default context."""
-    folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    folder = _docker_config_folder()
     name, where = os.environ.get("DOCKER_CONTEXT"), "DOCKER_CONTEXT"
     if not name:
         name, where = _current_context(folder / "config.json"), str(folder / "config.json")
@@ -103,6 +103,11 @@ def _context_daemon() -> Daemon | None:
         return None
     chosen, options = _context_endpoint(folder, name, where)
     return Daemon(chosen, f"docker context {name}", _ssh(chosen, options))
+
+
+def _docker_config_folder() -> Path:
+    """Where the docker CLI keeps its config.json and contexts."""
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
 
 
 def _current_context(config: Path) -> str | None:
@@ -188,10 +193,15 @@ class Engine:
         else:
             self._version = self._client().api_version
 
-    def _get(self, path: str, **params) -> Any:
-        """``GET /v{version}{path}`` on the local socket (callers check ``self._reader``)."""
-        assert self._reader is not None
-        return self._reader.get(f"/v{self._version}{path}", params)
+    def _read(self, path: str, name: str | None = None, **params) -> Any:
+        """``GET /v{version}{path}`` (``{}`` in it: ``name``, quoted) and its JSON answer: on the
+        local socket through the standard library, else through docker-py's client."""
+        if self._reader is not None:
+            quoted = path.format(quote(name, safe="/:@")) if name is not None else path
+            return self._reader.get(f"/v{self._version}{quoted}", params)
+        api = self._client()
+        url = api._url(path, name) if name is not None else api._url(path)
+        return api._result(api._get(url, params=params), json=True)
 
     def _client(self) -> docker.APIClient:
         from .dockerpy import docker, ssh_transport
@@ -219,13 +229,13 @@ class Engine:
         identity) and its registry configuration (mirrors, insecure registries)."""
         if self._info is None:
             with self._errors("read daemon info"):
-                self._info = self._get("/info") if self._reader else self._client().info()
+                self._info = self._read("/info")
         return self._info
 
     def list_images(self) -> list[dict]:
         """Every local image: one ``GET /images/json``."""
         with self._errors("list images"):
-            return self._get("/images/json") if self._reader else self._client().images()
+            return self._read("/images/json")
 
     def pull(self, ref: ImageRef, on_event: Callable[[dict], None] | None = None, platform: str | None = None) -> str:
         """Pull ``ref`` and return the local image ID it now resolves to.
@@ -286,17 +296,12 @@ class Engine:
     def inspect(self, image_id: str) -> dict:
         """``GET /images/{id}/json``: what the image list leaves out (its platform)."""
         with self._errors("inspect image"):
-            return self._inspect(image_id)
-
-    def _inspect(self, name: str) -> dict:
-        if self._reader is not None:
-            return self._get(f"/images/{quote(name, safe='/:@')}/json")
-        return self._client().inspect_image(name)
+            return self._read("/images/{}/json", image_id)
 
     def has_onbuild(self, ref: ImageRef) -> bool:
         """Whether the local image carries ONBUILD triggers (they read the child's context)."""
         with self._errors("inspect", ref):
-            return bool((self._inspect(ref.familiar).get("Config") or {}).get("OnBuild"))
+            return bool((self._read("/images/{}/json", ref.familiar).get("Config") or {}).get("OnBuild"))
 
     def tag(self, image_id: str, alias: ImageRef) -> None:
         """Point ``alias`` at ``image_id`` (moving it if it exists)."""
@@ -344,7 +349,7 @@ class Engine:
         """The image a tag points at now, or None."""
         try:
             with self._errors("inspect", ref):
-                return self._inspect(ref.familiar)["Id"]
+                return self._read("/images/{}/json", ref.familiar)["Id"]
         except NotFoundError:
             return None
 
@@ -383,9 +388,7 @@ class Engine:
     def list_containers(self) -> list[dict]:
         """Every container, whatever its state: one ``GET /containers/json?all=1``."""
         with self._errors("list containers"):
-            if self._reader is not None:
-                return self._get("/containers/json", all=1)
-            return self._client().containers(all=True)
+            return self._read("/containers/json", all=1)
 
     def build(
         self,
@@ -624,7 +627,7 @@ def _config_headers() -> dict[str, str]:
     from . import __version__
 
     headers = {"User-Agent": f"reconcile/{__version__}"}
-    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    config = _docker_config_folder() / "config.json"
     try:
         found = json.loads(config.read_text()).get("HttpHeaders")
     except (OSError, ValueError, AttributeError):

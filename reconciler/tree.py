@@ -30,7 +30,7 @@ def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes.  Anything else is an OSError
     naming why, so a path to a FIFO, a device such as /dev/zero, or a huge file can neither
     hang a read nor fill memory (opened non-blocking: opening a FIFO does not wait)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
