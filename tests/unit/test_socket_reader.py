@@ -50,13 +50,34 @@ def peer(tmp_path):
     server.close()
 
 
-def _http(status: str, body: object) -> bytes:
+def _http(status: str, body: object, headers: str = "") -> bytes:
     data = json.dumps(body).encode()
-    return f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}Content-Length: {len(data)}\r\n\r\n"
+    return head.encode() + data
+
+
+PING = b"HTTP/1.1 200 OK\r\nAPI-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK"
+
+
+def test_the_api_version_comes_from_ping_and_every_read_uses_it(peer):
+    peer.answer = lambda request: PING if b"/_ping" in request else _http("200 OK", [])
+    assert engine.Engine(f"unix://{peer.socket}", timeout=1).list_images() == []
+    assert [r.split(b"\r\n")[0] for r in peer.requests] == [b"GET /_ping HTTP/1.1", b"GET /v1.41/images/json HTTP/1.1"]
+
+
+def test_a_ping_without_the_version_header_falls_back_to_get_version(peer):
+    def answer(request):
+        if b"/_ping" in request:
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+        return _http("200 OK", {"ApiVersion": "1.40"} if b"GET /version" in request else [])
+
+    peer.answer = answer
+    assert engine.Engine(f"unix://{peer.socket}", timeout=1).list_images() == []
+    assert peer.requests[-1].startswith(b"GET /v1.40/images/json ")
 
 
 def test_a_daemon_that_answers_too_slowly_is_a_failed_read_not_an_unreachable_daemon(peer):
-    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"}) if b"/version" in request else None
+    peer.answer = lambda request: PING if b"/_ping" in request else None
     reader = engine.Engine(f"unix://{peer.socket}", timeout=1)
     with pytest.raises(EngineError) as caught:
         reader.list_images()
@@ -65,7 +86,7 @@ def test_a_daemon_that_answers_too_slowly_is_a_failed_read_not_an_unreachable_da
 
 def test_an_answer_cut_short_is_a_failed_read(peer):
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{"
-    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"}) if b"/version" in request else cut
+    peer.answer = lambda request: PING if b"/_ping" in request else cut
     with pytest.raises(EngineError, match=r"^list images failed: "):
         engine.Engine(f"unix://{peer.socket}", timeout=1).list_images()
 
@@ -79,7 +100,7 @@ def test_a_socket_that_is_no_docker_daemon_says_so(peer):
 def test_reads_send_the_docker_config_http_headers_as_docker_py_does(peer, tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text(json.dumps({"HttpHeaders": {"X-Meta-Team": "infra"}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41"} if b"/version" in request else [])
+    peer.answer = lambda request: PING if b"/_ping" in request else _http("200 OK", [])
     assert engine.Engine(f"unix://{peer.socket}", timeout=1).list_images() == []
     assert all(b"X-Meta-Team: infra\r\n" in r and b"User-Agent: reconcile/" in r for r in peer.requests)
 
