@@ -17,8 +17,6 @@ import json
 import os
 import re
 import stat
-import tarfile
-import tempfile
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -398,6 +396,9 @@ def pack(context: Path, dockerfile: Path, sources: list[Source] | None = None) -
     GNU format with whole-second mtimes: BuildKit's Dockerfile frontend reads a
     PAX header (what Python writes for float mtimes) as a Dockerfile line.
     """
+    import tarfile  # here: only a build packs
+    import tempfile
+
     inside = dockerfile_in_context(context, dockerfile)
     paths = build_paths(context, dockerfile, sources=sources)
     # The frontend reads the Dockerfile even when no COPY names it; it is hashed apart from the context.

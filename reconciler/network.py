@@ -9,13 +9,9 @@ five minutes, keyed by the probe set, so repeated runs do not pay timeouts.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -211,11 +207,17 @@ def _probe_cached(external: list[str], internal: list[str], timeout: float, use_
 def run_probes(targets: list[tuple[str, str]], timeout: float) -> list[ProbeResult]:
     if not targets:
         return []
+    from concurrent.futures import ThreadPoolExecutor  # here: most runs have the answer cached or set
+
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         return list(pool.map(lambda t: _probe(t[0], t[1], timeout), targets))
 
 
 def _probe(url: str, kind: str, timeout: float) -> ProbeResult:
+    import http.client
+    import urllib.error
+    import urllib.request
+
     # Never through a proxy: the answer must come from the registry itself.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

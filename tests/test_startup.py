@@ -76,3 +76,24 @@ def test_docker_py_comes_without_paramiko_until_an_ssh_daemon_needs_it():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["False False", "True True"]  # the test extra installs paramiko
+
+
+def _said(command: str, args: list[str]) -> tuple[int, str, str]:
+    """What ``main`` prints for ``args``, run in a child as ``command`` builds the app."""
+    code = f"import sys\nfrom reconciler import cli\n{command}\ncli.main({args!r})\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--debug", "{}", "--no-oops"], ["{}", "a", "b", "c"]])
+def test_building_only_the_named_command_says_what_the_whole_app_says(args):
+    from reconciler import cli
+
+    names = [cli._command_name(c) for c in cli.app.registered_commands]
+    assert len(names) == 9
+    for name in names:
+        line = [arg.format(name) for arg in (args if "{}" in args else [name, *args])]
+        assert cli._only_the_command_named(line) is not cli.app
+        whole = _said("cli._only_the_command_named = lambda args: cli.app", line)
+        assert whole[0] in (0, 1) and whole[1] + whole[2]
+        assert _said("", line) == whole
