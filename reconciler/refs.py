@@ -35,6 +35,7 @@ PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 DOMAIN_RE = re.compile(_DOMAIN)
 TAG_RE = re.compile(_TAG, re.ASCII)
 DIGEST_RE = re.compile(_DIGEST)
+_WHITE_SPACE = re.compile(r"\s")  # str.isspace's set: sre's Unicode \s is Py_UNICODE_ISSPACE
 IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 # reference.go RepositoryNameTotalLengthMax: counts the path only, not the registry host
 # (docker.io/library/ + 247 characters is the longest official name).
@@ -183,7 +184,7 @@ def parse(text: str, *, default_tag: bool = True) -> ImageRef:
     """
     if not text:
         raise InvalidReference("empty image reference")
-    if text != text.strip() or any(c.isspace() for c in text):
+    if _WHITE_SPACE.search(text):
         raise InvalidReference(f"invalid reference {_shown(text)}: contains white space")
     if IDENTIFIER_RE.fullmatch(text):
         raise InvalidReference(f"invalid reference {_shown(text)}: cannot specify 64-byte hexadecimal strings")
