@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from . import buildkit
 from .errors import BuildError, EngineError, InputError, NotFoundError
 from .refs import ImageRef
 
@@ -423,6 +422,8 @@ class Engine:
             params["networkmode"] = network
         if platform:
             params["platform"] = platform
+        from . import buildkit  # here: only builds decode BuildKit's status
+
         tail: deque[str] = deque(maxlen=BUILD_LOG_LINES)
         announced: set[str] = set()
         image_id = None

@@ -11,9 +11,8 @@ import os
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .apply import ApplyResult, Outcome
 from .desired import BaseImage
 from .errors import printable
 from .network import NetworkDecision
@@ -30,6 +29,9 @@ from .plan import (
     WriteAction,
     short_id,
 )
+
+if TYPE_CHECKING:
+    from .apply import ApplyResult, Outcome
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red", "!": "red", "=": "bright_black"}
 

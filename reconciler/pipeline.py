@@ -281,14 +281,14 @@ def after_apply(seen: Observation, outcomes) -> Observation:
 def _observe_platforms(run: Run, images: ObservedImages) -> None:
     """The platform of each local image a platform is wanted for: one inspect each (the image
     list has none), at most 8 at a time, and only when the stack names a platform."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from . import platforms
-
     wanted = [p.ref for p in run.desired.presence if p.platform] + [s.image for s in run.desired.builds if s.platform]
     ids = sorted({i for i in map(images.image_id, wanted) if i} - images.platforms.keys())
     if not ids:
         return
+    from concurrent.futures import ThreadPoolExecutor  # here: with logging, ~8 ms a plan without platforms skips
+
+    from . import platforms
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = pool.map(lambda image_id: platforms.of_image(run.engine.inspect(image_id)), ids)
         images.platforms.update({i: p for i, p in zip(ids, found, strict=True) if p})
