@@ -723,11 +723,11 @@ def _only_the_command_named(args: list[str]) -> typer.Typer:
     """The app with just the command the arguments name, when they name one: typer builds
     every command's parser on each start (about 1.5 ms each, the whole of start-up for
     ``--help``).  The top level's own options take no values, so the first argument not
-    starting with ``-`` is the command; anything else (no command, a misspelt one, shell
-    completion) gets the whole app, for its listing and suggestions."""
-    name = next((arg for arg in args if not arg.startswith("-")), None)
-    chosen = [c for c in app.registered_commands if _command_name(c) == name]
-    if not chosen or "_RECONCILE_COMPLETE" in os.environ:
+    starting with ``-`` is the command; anything else (no command, a misspelt one, the top
+    level's ``--help``, shell completion) gets the whole app, for its listing and suggestions."""
+    at = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
+    chosen = [c for c in app.registered_commands if at is not None and _command_name(c) == args[at]]
+    if not chosen or "--help" in args[:at] or "_RECONCILE_COMPLETE" in os.environ:
         return app
     lean = copy.copy(app)
     lean.registered_commands = chosen
