@@ -584,6 +584,8 @@ def resolve(stack: Stack, tree, compose: dict | None = None, *, partial: bool = 
             services[name] = service
         elif _definition(first) == _definition(service):  # compose often builds one image for several services
             services[first.name] = first.model_copy(update={"also": (*first.also, name)})
+        elif partial:  # the compose layer may yet make the two alike; the full pass reports a real conflict
+            continue
         else:
             raise InputError(
                 f"services {first.name!r} and {name!r} both build {service.image} from different definitions",

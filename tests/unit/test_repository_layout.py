@@ -304,6 +304,35 @@ def test_compose_services_building_one_image_differently_are_an_error(tmp_path):
     assert "compose.yml:3: services.b.build" in message
 
 
+@pytest.mark.parametrize("template", [False, True])
+def test_services_that_compose_makes_alike_are_one_build_with_or_without_templates(tmp_path, template):
+    """Before the compose layer joins (templates render first), x and y differ; after, they build alike."""
+    files = {
+        "stack.toml": """
+            [stack]
+            name = "t"
+            compose = ["compose.yaml"]
+            compose_builds = true
+
+            [services.x]
+            context = "."
+            image = "foo"
+            build_args = { A = "1" }
+
+            [services.y]
+            context = "."
+            image = "foo"
+        """,
+        "compose.yaml": "services:\n  y:\n    build:\n      context: .\n      args:\n        A: '1'\n",
+        "Dockerfile": "ARG A\nFROM busybox:1\n",
+    }
+    if template:
+        files["stack.toml"] += '\n[[templates]]\nsrc = "t.j2"\ndest = "out.txt"\n'
+        files["t.j2"] = "{{ stack.services | length }}\n"
+    (service,) = _discover(_write(tmp_path, files)).stack.services
+    assert (service.name, service.also, service.image) == ("x", ("y",), "foo:latest")
+
+
 def test_tag_option_replaces_the_tag_of_a_compose_image(tmp_path):
     root = _write(
         tmp_path,
