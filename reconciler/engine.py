@@ -18,6 +18,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -39,6 +40,8 @@ BUILD_LOG_LINES = 15  # the output shown when a build fails
 # get their own, generous bound: two hours without one status or log line is a hang.
 BUILD_STALL_TIMEOUT = 2 * 3600
 
+PING_TIMEOUT = 10.0  # GET /_ping costs a daemon nothing: a longer silence is a proxy that drops it
+_API_VERSION = re.compile(r"[0-9]+\.[0-9]+")  # what goes into every URL: /v1.41/...
 _NOT_FOUND_MARKERS = ("manifest unknown", "not found", "does not exist", "pull access denied", "name unknown")
 
 
@@ -544,6 +547,10 @@ class _Unanswered(Exception):
     """The socket reader could not connect (its cause says why)."""
 
 
+class _Dropped(_Unanswered):
+    """The socket reader connected, then the peer reset or closed without answering."""
+
+
 class _Cut(Exception):
     """The daemon took the request but its answer timed out or was cut."""
 
@@ -583,15 +590,19 @@ class _SocketReader:
     def api_version(self) -> str:
         """The daemon's API version, as the docker CLI negotiates it: the ``API-Version``
         header of ``GET /_ping``, about 1 ms, where ``GET /version`` (docker-py's way) asks
-        containerd and the kernel and takes about 10.  A daemon or proxy that does not send
-        the header is asked ``GET /version``."""
-        response, _ = self._request("/_ping")
-        version = response.getheader("API-Version") if response.status == 200 else None
-        if version:
+        containerd and the kernel and takes about 10.  A daemon or proxy whose ``/_ping``
+        has no such header, closes, or does not answer within ``PING_TIMEOUT`` is asked
+        ``GET /version``."""
+        try:
+            response, _ = self._request("/_ping", timeout=min(self.timeout, PING_TIMEOUT))
+            version = response.getheader("API-Version") if response.status == 200 else None
+        except (_Dropped, _Cut):
+            version = None
+        if version is not None and _API_VERSION.fullmatch(version):
             return version
         answer = self.get("/version")
         version = answer.get("ApiVersion") if isinstance(answer, dict) else None
-        if not isinstance(version, str):
+        if not isinstance(version, str) or not _API_VERSION.fullmatch(version):
             raise EngineError(f"unix://{self.path} does not answer as a Docker daemon (no API version in GET /version)")
         return version
 
@@ -608,8 +619,8 @@ class _SocketReader:
             raise EngineError(f"the daemon answered GET {url} with no JSON")
         return answer
 
-    def _request(self, url: str) -> tuple[http.client.HTTPResponse, bytes]:
-        connection = _UnixConnection(self.path, self.timeout)
+    def _request(self, url: str, timeout: float | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+        connection = _UnixConnection(self.path, self.timeout if timeout is None else timeout)
         try:
             try:
                 connection.connect()
@@ -622,7 +633,7 @@ class _SocketReader:
             except TimeoutError as exc:
                 raise _Cut(str(exc) or "timed out") from None
             except ConnectionError as exc:  # reset, or closed without an answer: as requests classes them
-                raise _Unanswered(str(exc)) from exc
+                raise _Dropped(str(exc)) from exc
             except (OSError, http.client.HTTPException) as exc:  # an answer cut short, say
                 raise _Cut(str(exc) or type(exc).__name__) from None
         finally:

@@ -28,20 +28,23 @@ def peer(tmp_path):
 
     stop = threading.Event()
 
-    def serve():
+    def reply(conn):
+        with conn:
+            request = conn.recv(65536)
+            Peer.requests.append(request)
+            answer = Peer.answer(request)
+            if answer is None:
+                stop.wait(5)
+            else:
+                conn.sendall(answer)
+
+    def serve():  # each connection on its own thread: one left unanswered holds up no other
         while not stop.is_set():
             try:
                 conn, _ = server.accept()
             except OSError:
                 return
-            with conn:
-                request = conn.recv(65536)
-                Peer.requests.append(request)
-                reply = Peer.answer(request)
-                if reply is None:
-                    stop.wait(5)
-                else:
-                    conn.sendall(reply)
+            threading.Thread(target=reply, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -65,15 +68,32 @@ def test_the_api_version_comes_from_ping_and_every_read_uses_it(peer):
     assert [r.split(b"\r\n")[0] for r in peer.requests] == [b"GET /_ping HTTP/1.1", b"GET /v1.41/images/json HTTP/1.1"]
 
 
-def test_a_ping_without_the_version_header_falls_back_to_get_version(peer):
+@pytest.mark.parametrize(
+    "ping",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK",  # no API-Version header
+        b"HTTP/1.1 200 OK\r\nAPI-Version: 1.41\r\nAPI-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK",  # sent twice
+        b"HTTP/1.1 200 OK\r\nAPI-Version: 2\r\nContent-Length: 2\r\n\r\nOK",  # not a Docker API version
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",  # a proxy that does not pass /_ping
+        b"",  # closed without an answer
+        None,  # no answer at all
+    ],
+)
+def test_a_ping_that_gives_no_usable_version_falls_back_to_get_version(peer, ping):
     def answer(request):
         if b"/_ping" in request:
-            return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+            return ping
         return _http("200 OK", {"ApiVersion": "1.40"} if b"GET /version" in request else [])
 
     peer.answer = answer
     assert engine.Engine(f"unix://{peer.socket}", timeout=1).list_images() == []
     assert peer.requests[-1].startswith(b"GET /v1.40/images/json ")
+
+
+def test_a_version_that_is_no_api_version_is_no_docker_daemon(peer):
+    peer.answer = lambda request: _http("200 OK", {"ApiVersion": "1.41/../x"})
+    with pytest.raises(EngineError, match=r"does not answer as a Docker daemon"):
+        engine.Engine(f"unix://{peer.socket}", timeout=1)
 
 
 def test_a_daemon_that_answers_too_slowly_is_a_failed_read_not_an_unreachable_daemon(peer):
