@@ -84,7 +84,7 @@ import yaml
 from .dockerfiles import ImageUse
 from .envfile import interpolation_env, read_env_file  # noqa: F401 -- part of this module's API
 from .errors import InputError, where
-from .interpolation import SubstitutionError, substitute
+from .interpolation import LoneDollarError, SubstitutionError, substitute
 from .refs import InvalidReference, parse
 from .tree import read_regular
 
@@ -742,6 +742,8 @@ class _Reader:
             return None
         try:
             return substitute(node.value, self.env, escape="$")
+        except LoneDollarError as exc:
+            self.fail(str(exc), file, _line(node), key, hint="write $$ for a literal $, as compose requires")
         except SubstitutionError as exc:
             self.fail(str(exc), file, _line(node), key, hint="set the variable in the environment or the env file")
 

@@ -31,6 +31,10 @@ class SubstitutionError(ValueError):
     """``${V:?msg}`` fired, or the text has a malformed ``${`` or quote."""
 
 
+class LoneDollarError(SubstitutionError):
+    """Compose only: a ``$`` followed by neither ``$``, ``{`` nor a name."""
+
+
 class ExpansionLimitError(SubstitutionError):
     """The expansion grew past ``limit`` characters or ``MAX_DEPTH`` nested words."""
 
@@ -169,6 +173,8 @@ class _Lexer:
             return self._braced(pos + 2, depth)
         if m := _NAME.match(text, pos + 1):
             return self._lookup(m.group(), undefined=True), m.end()
+        if self.escape == "$":  # compose refuses it ("invalid template"); a shell keeps it
+            raise LoneDollarError(f"invalid interpolation in {shown(text)}: a '$' that starts no variable")
         return "$", pos + 1
 
     def _lookup(self, name: str, *, undefined: bool) -> str:

@@ -104,6 +104,15 @@ def test_compose_images_required_variable_error(tmp_path):
     assert str(info.value).startswith("compose.yml:3: services.s.image")
 
 
+def test_a_lone_dollar_is_refused_naming_the_line_and_the_fix(tmp_path):
+    path = _write(tmp_path / "compose.yml", "services:\n  s:\n    image: app\n    build:\n      args: [PW=pa$1]\n")
+    with pytest.raises(InputError) as info:
+        compose_images(path, {}, shown_as="compose.yml")
+    message = str(info.value)
+    assert message.startswith("compose.yml:5: ") and "a '$' that starts no variable" in message
+    assert "write $$ for a literal $" in message
+
+
 def test_compose_images_malformed_substitution_error(tmp_path):
     path = _write(tmp_path / "compose.yml", 'services:\n  s:\n    image: "app:${TAG"\n')
     with pytest.raises(InputError, match="bad substitution") as info:

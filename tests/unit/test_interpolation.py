@@ -2,7 +2,14 @@
 
 import pytest
 
-from reconciler.interpolation import MAX_VALUE, ExpansionLimitError, SubstitutionError, shown, substitute
+from reconciler.interpolation import (
+    MAX_VALUE,
+    ExpansionLimitError,
+    LoneDollarError,
+    SubstitutionError,
+    shown,
+    substitute,
+)
 
 BOTH = pytest.mark.parametrize("escape", ["\\", "$"], ids=["buildkit", "compose"])
 
@@ -46,10 +53,6 @@ BOTH = pytest.mark.parametrize("escape", ["\\", "$"], ids=["buildkit", "compose"
         ("${V:+$W}", {}, "", []),
         ("${V:+$W}", {"V": "1"}, "", ["W"]),
         ("${V:+$W}", {"V": "1", "W": "w"}, "w", []),
-        # a '$' that starts no name stays literal
-        ("a$", {}, "a$", []),
-        ("a$-b", {}, "a$-b", []),
-        ("a $ b", {}, "a $ b", []),
     ],
 )
 def test_substitute_expands_shell_forms(escape, text, variables, value, undefined):
@@ -66,11 +69,21 @@ def test_substitute_expands_shell_forms(escape, text, variables, value, undefine
         ("a\\bc", {}, "abc", []),
         ("\\\\$V", {"V": "1"}, "\\1", []),
         ("$$V", {"V": "1"}, "$1", []),
+        # a '$' that starts no name stays literal, as in a shell
+        ("a$", {}, "a$", []),
+        ("a$-b", {}, "a$-b", []),
+        ("a $ b", {}, "a $ b", []),
     ],
 )
 def test_substitute_buildkit_escape_is_backslash(text, variables, value, undefined):
     result = substitute(text, variables, escape="\\")
     assert (result.value, result.undefined) == (value, undefined)
+
+
+@pytest.mark.parametrize("text", ["a$", "a$-b", "a $ b", "pa$1word", "${V:-a$}"])
+def test_compose_refuses_a_dollar_that_starts_no_variable_as_compose_does(text):
+    with pytest.raises(LoneDollarError, match=r"a '\$' that starts no variable"):
+        substitute(text, {"V": "set"}, escape="$")
 
 
 @pytest.mark.parametrize(
