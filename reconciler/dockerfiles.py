@@ -165,8 +165,10 @@ def _directives(text: str, start: int = 0) -> dict[str, str]:
 
 
 def escape_char(text: str) -> str:
-    """The ``# escape=`` parser directive (BuildKit reads directives only at the very top)."""
-    return _directives(text).get("escape", "\\")
+    """The escape character of ``text`` (its ``# escape=`` parser directive), as the parser
+    reads it: expansion must use the character the words were split with."""
+    nul = text.find("\x00")
+    return _escape_token(text if nul < 0 else text[:nul]) or "\\"
 
 
 def _syntax(text: str) -> str | None:

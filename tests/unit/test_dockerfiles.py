@@ -35,6 +35,7 @@ from reconciler import dockerfiles
 from reconciler.dockerfiles import (
     EXPANSION_BUDGET,
     Source,
+    _escape_token,
     _instructions,
     _needed,
     _parsed_in_chunks,
@@ -150,10 +151,27 @@ def test_platform_args_describe_a_linux_build():
         ("# syntax=docker/dockerfile:1\n# escape=`\nFROM alpine\n", "`"),
         ("FROM alpine\n# escape=`\n", "\\"),
         ("# a comment\n# escape=`\nFROM alpine\n", "\\"),
+        ("  # escape=`\nFROM alpine\n", "`"),  # BuildKit strips the line's leading spaces first
+        ("\t# escape = `\r\nFROM alpine\r\n", "`"),
+        ("# check=skip=all\n# escape=`\nFROM alpine\n", "\\"),  # BuildKit v0.12 knows no `check`: a comment
+        ("# escape=`\n# escape=\\\nFROM alpine\n", "\\"),  # BuildKit rejects the file: nothing to expand
     ],
 )
 def test_escape_char_reads_only_leading_directives(text, expected):
     assert escape_char(text) == expected
+    assert escape_char(text) == (_escape_token(text) or "\\")  # one source of truth: the parser
+
+
+@pytest.mark.parametrize(
+    ("header", "source"),
+    [
+        ("  # escape=`\n", "a\\x"),  # the parser uses a backtick: the backslash is a plain character
+        ("# check=skip=all\n# escape=`\n", "a$b"),  # the parser uses a backslash: it escapes the $
+    ],
+)
+def test_expansion_uses_the_escape_character_the_parser_used(header, source):
+    info = _analyze(header + "FROM alpine:3\nARG b=x\nCOPY a\\$b /dst/\n")
+    assert [s.pattern for s in info.sources] == [source]
 
 
 _ORDER_SCRIPT = textwrap.dedent(
