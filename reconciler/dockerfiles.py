@@ -39,7 +39,7 @@ from pathlib import Path
 import dockerfile
 
 from .errors import InputError, where
-from .interpolation import ExpansionLimitError, SubstitutionError, shown, substitute
+from .interpolation import MAX_VALUE, ExpansionLimitError, SubstitutionError, shown, substitute
 from .refs import ImageRef, InvalidReference, parse
 
 _INDEX = re.compile(r"[0-9]+")
@@ -51,9 +51,10 @@ _HEREDOC = re.compile(r"([0-9]*)<<(-?)([^<]+)")  # BuildKit's parser.ParseHeredo
 # ADD fetches these instead of reading the context (BuildKit: gitutil.ParseGitRef, isHTTPSource).
 _REMOTE = re.compile(r"(?i:https?|git|ssh)://|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:")
 
-# Variable values a whole Dockerfile may expand to, all instructions together: a
-# thousand lines of `ARG Bn=$A$A` each stay under the per-value cap yet would hold
-# gigabytes.  Real Dockerfiles expand a few kilobytes.
+# Characters variable expansion may add to a whole Dockerfile's words, all instructions
+# together: a thousand lines of `ARG Bn=$A$A` each stay under the per-value cap yet would
+# hold gigabytes.  Real Dockerfiles add a few kilobytes.  A word's own characters do not
+# count (the file's size bounds them): 100,000 COPY sources spend nothing.
 EXPANSION_BUDGET = 1 << 22
 
 
@@ -946,6 +947,7 @@ class _Reader:
         self.by_name: dict[str, _Stage] = {}
         self.arg_names: set[str] = set()  # meta args (before the first FROM)
         self.budget = EXPANSION_BUDGET
+        self.special = re.compile(f"[$'\"{re.escape(escape)}]")  # what makes a word more than itself
 
     def read(self, cmd) -> None:
         if cmd.cmd is None:
@@ -1008,7 +1010,7 @@ class _Reader:
             raise InputError(
                 f"{what}: {exc}", where=where(self.label, line), hint="declare the ARG or pass it in build_args"
             ) from None
-        self._spend(len(result.value), line)
+        self._spend(len(result.value) - len(word), line)
         if strict and result.undefined:
             names = sorted(set(result.undefined))
             listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -1024,15 +1026,17 @@ class _Reader:
         this file does not set (an ENV of the base image, say), BuildKit would reject it, or
         it outgrows the cap: a 200 kB certificate passed through ENV is legitimate, and
         once unknown, an ENV doubling itself stops growing."""
+        if len(word) <= MAX_VALUE and not self.special.search(word):
+            return word  # nothing to expand or unquote: what substitute returns, without its lexer
         try:
             result = substitute(word, env, escape=self.escape, quotes=True)
         except SubstitutionError:
             return None  # the build reports what is wrong; we just cannot say what it reads
-        self._spend(len(result.value), line)
+        self._spend(len(result.value) - len(word), line)
         return None if result.unset else result.value
 
-    def _spend(self, size: int, line: int) -> None:
-        self.budget -= size
+    def _spend(self, added: int, line: int) -> None:
+        self.budget -= max(added, 0)
         if self.budget < 0:
             raise InputError(
                 f"variables expand to more than {EXPANSION_BUDGET} characters in total",

@@ -282,6 +282,23 @@ def test_many_large_expansions_hit_the_total_budget():
     assert f"more than {EXPANSION_BUDGET} characters in total" in message
 
 
+def test_literal_words_spend_none_of_the_expansion_budget():
+    # 5,000 COPY sources of 900 characters: 4.5 MB of words, none of it expanded.
+    sources = [f"src/generated/{'package/' * 110}module_{i:07}/__init__.py" for i in range(5_000)]
+    assert sum(map(len, sources)) > EXPANSION_BUDGET
+    text = "FROM alpine:3\nARG D=/dst/\n" + "".join(f"COPY {s} $D\n" for s in sources)
+    info = _analyze(text)
+    assert [s.pattern for s in info.sources] == sources
+
+
+def test_what_expansion_adds_is_what_the_budget_counts():
+    value = "x" * 30_000
+    one = f"ARG A={value}\nARG B=$A\nFROM alpine:3\n"  # adds 30,000 characters: within the budget
+    assert _analyze(one).args == {"A", "B"}
+    many = f"ARG A={value}\n" + "".join(f"ARG B{i}=$A\n" for i in range(150)) + "FROM alpine:3\n"
+    assert f"more than {EXPANSION_BUDGET} characters in total" in _one_line_error(many)
+
+
 def test_deeply_nested_substitution_is_a_one_line_error():
     text = "ARG A=" + "${B:-" * 1000 + "x" + "}" * 1000 + "\nFROM alpine:3\n"
     assert "nested deeper than" in _one_line_error(text)
