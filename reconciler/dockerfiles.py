@@ -303,7 +303,7 @@ class _Span:
     bodies: tuple[str, ...] = ()  # the heredoc bodies as written, left out of `head`
     joined: str | None = None  # the whole instruction, when `head` holds only its start
     unterminated: bool = False  # its last heredoc runs to the end of the text: BuildKit's error
-    lines: tuple[int, int, int] = (0, 0, 0)  # offsets past its first line, its continued lines, its last
+    offsets: tuple[int, int, int] = (0, 0, 0)  # past its first line, the lines continuing it, its last
 
 
 def _parsed_in_chunks(
@@ -671,10 +671,10 @@ def _unshortened(text: str, escape: str, span: _Span) -> _Span:
     """``span`` with its instruction handed over whole."""
     if span.joined is None:
         return span
-    first_end, run_end, _ = span.lines
+    first_end, run_end, _ = span.offsets
     piece = _PIECE if text.isascii() else _PIECE // 4
     head = _instruction_head(
-        text, span.start, span.lines, escape, _continuation_pieces(text, first_end, run_end, escape, piece)
+        text, span.start, span.offsets, escape, _continuation_pieces(text, first_end, run_end, escape, piece)
     )
     return dataclasses.replace(span, head=head, head_lines=head.count("\n"), instruction_chars=len(head), joined=None)
 
