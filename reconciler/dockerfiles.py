@@ -24,6 +24,8 @@ module applies the build semantics BuildKit documents:
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import json
 import platform
 import posixpath
@@ -31,12 +33,13 @@ import re
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import dockerfile
 
 from .errors import InputError, where
-from .interpolation import ExpansionLimitError, SubstitutionError, shown, substitute
+from .interpolation import MAX_VALUE, ExpansionLimitError, SubstitutionError, shown, substitute
 from .refs import ImageRef, InvalidReference, parse
 
 _INDEX = re.compile(r"[0-9]+")
@@ -48,9 +51,10 @@ _HEREDOC = re.compile(r"([0-9]*)<<(-?)([^<]+)")  # BuildKit's parser.ParseHeredo
 # ADD fetches these instead of reading the context (BuildKit: gitutil.ParseGitRef, isHTTPSource).
 _REMOTE = re.compile(r"(?i:https?|git|ssh)://|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:")
 
-# Variable values a whole Dockerfile may expand to, all instructions together: a
-# thousand lines of `ARG Bn=$A$A` each stay under the per-value cap yet would hold
-# gigabytes.  Real Dockerfiles expand a few kilobytes.
+# Characters variable expansion may add to a whole Dockerfile's words, all instructions
+# together: a thousand lines of `ARG Bn=$A$A` each stay under the per-value cap yet would
+# hold gigabytes.  Real Dockerfiles add a few kilobytes.  A word's own characters do not
+# count (the file's size bounds them): 100,000 COPY sources spend nothing.
 EXPANSION_BUDGET = 1 << 22
 
 
@@ -162,8 +166,10 @@ def _directives(text: str, start: int = 0) -> dict[str, str]:
 
 
 def escape_char(text: str) -> str:
-    """The ``# escape=`` parser directive (BuildKit reads directives only at the very top)."""
-    return _directives(text).get("escape", "\\")
+    """The escape character of ``text`` (its ``# escape=`` parser directive), as the parser
+    reads it: expansion must use the character the words were split with."""
+    nul = text.find("\x00")
+    return _escape_token(text if nul < 0 else text[:nul]) or "\\"
 
 
 def _syntax(text: str) -> str | None:
@@ -185,18 +191,60 @@ def _syntax(text: str) -> str | None:
 # whatever the scan cannot place for certain is parsed as a whole: the result is always
 # what BuildKit's parse of the whole text would give.  Hand-written because the
 # `dockerfile` package offers no way to parse only part of a file.
+#
+# The parser (BuildKit v0.12) is also quadratic three ways: it joins a continued
+# instruction a line at a time (`line += next`: 128,000 lines took 20 s), a heredoc body
+# likewise, and a word a character at a time.  So each instruction is handed to it joined
+# into as few lines as a line may hold (the joins and their cut points are BuildKit's own,
+# so it joins them back to the same text), its heredoc bodies left out and put back after;
+# a RUN (CMD, ...) longer than that goes as its first kilobytes, which hold its flags, the
+# rest of its one-string value put back.  A word longer than a line may be, which only a
+# continuation makes, is refused, and so is a whole-text parse that could take minutes.
 
 # Go's unicode.IsSpace, which BuildKit's line handling uses (str.isspace differs).
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_SPACE_IN_LINE = "".join(re.escape(c) for c in _GO_SPACE if c != "\n")  # for a regex class
 # Kinds always needed: the reader uses them, or BuildKit may reject their arguments (ENV
 # and LABEL pairs, HEALTHCHECK's JSON); "" is the empty instruction a final line
 # continuation makes.  Any other kind is needed with a flag, a JSON form or a heredoc.
 _NEEDED_KINDS = frozenset({"from", "arg", "env", "copy", "add", "onbuild", "label", "healthcheck", ""})
 _AFTER_NAME = re.compile(r"[\t\v\f\r ]+")  # what ends an instruction's name, for BuildKit's splitCommand
-# bufio.Scanner's limit: BuildKit rejects a file with a line of 64 KiB or more (bytes, newline aside).
-_LONG_LINE = (1 << 16) - 8
+# bufio.Scanner's limit, measured: BuildKit rejects a line of 64 KiB or more (UTF-8 bytes, newline aside).
+_LONG_LINE = 1 << 16
 _INSTRUCTION_LINE = re.compile(r"^[ \t\r]*[A-Za-z]", re.MULTILINE)  # in a run of plain lines
 _CHUNK_LINES = 4096  # lines per parse: large enough that a call's overhead does not count
+_PIECE = 60_000  # characters of a joined instruction per line the parser is handed (a quarter unless ASCII)
+# Kinds whose value BuildKit takes as the rest of the line, one string (when not JSON): one
+# longer than a piece is handed over as its first _SHORT characters, which must hold its
+# flags, the rest of the value put back (the parser reads some 150 ns a character).
+_SHORTENED = frozenset({"run", "cmd", "entrypoint", "shell"})
+_SHORT = 15_000
+# What a whole-text parse may cost, in characters BuildKit's parser copies (the lines of a
+# continued instruction or heredoc body times its characters): about a second's worth.
+_WHOLE_PARSE_WORK = 1 << 32
+# A word as BuildKit's lexers may read it, quotes and escapes joining what spaces would
+# split (both escape characters count: this bounds the word's length from above).
+_WORD = re.compile(rf"""(?:'[^']*+'?|"(?:[^"\\`]|[\\`].)*+"?|[\\`].|[^{_SPACE_IN_LINE}\n'"\\`])++""", re.DOTALL)
+_LONG_UNQUOTED = re.compile(rf"(?<![^{_SPACE_IN_LINE}\n])[^{_SPACE_IN_LINE}\n]{{{_LONG_LINE}}}")  # without quotes
+_UNPLACED = "the line scan cannot place its instructions"
+
+
+class _Unbounded(Exception):
+    """BuildKit's parser would take minutes on the text: ``line`` is where, ``what`` and
+    ``hint`` the message (the caller knows the file)."""
+
+    def __init__(self, line: int, what: str, hint: str):
+        super().__init__(what)
+        self.line, self.what, self.hint = line, what, hint
+
+    @classmethod
+    def long_word(cls, line: int, name: str, word: str) -> _Unbounded:
+        return cls(
+            line,
+            f"{name} has a word of {_LONG_LINE} characters or more joined over continued lines"
+            f" ({shown(word[:40])}...): BuildKit's parser takes time growing with the square of a word's length",
+            f"split the word: one may be as long as a line ({_LONG_LINE - 1} bytes)",
+        )
 
 
 def _needed(token: str | None, line: str | None) -> bool:
@@ -222,28 +270,54 @@ def _read(cmd: dockerfile.Command) -> bool:
 
 
 def _instructions(text: str, chunk_lines: int | None = None) -> list[dockerfile.Command]:
-    """BuildKit's parse of ``text``, only the instructions the analysis reads, in order."""
-    found = _parsed_in_chunks(text, chunk_lines or _CHUNK_LINES, _read)
+    """BuildKit's parse of ``text``, only the instructions the analysis reads, in order;
+    raises BuildKit's own error, or ``_Unbounded``."""
+    nul = text.find("\x00")
+    if nul >= 0:
+        text = text[:nul]  # the parser is handed a C string: it reads up to the first NUL
+    long = _first_long_line(text)
+    if long is not None:
+        # BuildKit stops reading at that line: its error is the one for the text before, if
+        # any, else the line's own.
+        _instructions(text[:long], chunk_lines)
+        dockerfile.parse_string("A\n" + text[long : long + _LONG_LINE + 1])
+    found = _chunked(text, chunk_lines or _CHUNK_LINES, _read)
     if found is None:  # also the way BuildKit's own error for the text is raised
+        _check_whole_parse(text)
         found = [cmd for cmd in dockerfile.parse_string(text) if _read(cmd)]
     return found
 
 
 @dataclass(frozen=True)
 class _Span:
-    start: int  # offsets in the text: the instruction's first line, and past its last
+    """An instruction the analysis needs: where the scan places it, and what the parser is handed."""
+
+    start: int  # offsets in the text: the instruction's first line, and past its last (heredoc bodies too)
     end: int
     first_line: int
     last_line: int
+    head: str  # for the parser: the instruction in few lines, then each heredoc's terminator line
+    head_lines: int
+    instruction_chars: int  # of `head`, the instruction's (the rest are terminator lines)
+    names: tuple[str, ...] = ()  # the heredoc terminators the scan looked for
+    bodies: tuple[str, ...] = ()  # the heredoc bodies as written, left out of `head`
+    joined: str | None = None  # the whole instruction, when `head` holds only its start
+    unterminated: bool = False  # its last heredoc runs to the end of the text: BuildKit's error
+    offsets: tuple[int, int, int] = (0, 0, 0)  # past its first line, the lines continuing it, its last
 
 
 def _parsed_in_chunks(
     text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], bool]
 ) -> list[dockerfile.Command] | None:
     """The needed instructions, parsed a chunk at a time, those ``keep`` accepts; None when the
-    whole text must be parsed."""
-    if "\x00" in text or _has_long_line(text):  # the parser stops at a NUL; a long line fails it
+    whole text must be parsed.  Raises BuildKit's error where the chunks make it certain."""
+    if "\x00" in text or _first_long_line(text) is not None:  # the parser stops at a NUL or a long line
         return None
+    return _chunked(text, chunk_lines, keep)
+
+
+def _chunked(text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], bool]) -> list | None:
+    """`_parsed_in_chunks` of a text without a NUL or a line too long."""
     escape = _escape_token(text)
     spans = None if escape is None else _needed_spans(text, escape)
     if spans is None:
@@ -253,53 +327,145 @@ def _parsed_in_chunks(
     prefix = f"# escape={escape}\n"
     found: list[dockerfile.Command] = []
     for group in _chunks(spans, chunk_lines):
-        pieces = [prefix]
-        expected = []
-        at = 2
-        for span in group:
-            piece = text[span.start : span.end]
-            pieces.append(piece.removeprefix("\ufeff") if span.start == 0 else piece)
-            expected.append((at, at + span.last_line - span.first_line))
-            at += span.last_line - span.first_line + 1
-        if group[-1].end < len(text):
-            # A line after the last instruction: one the scan ended too early takes it in.
-            pieces.append("#\n")
-        try:
-            parsed = dockerfile.parse_string("".join(pieces))
-        except dockerfile.GoParseError:
+        # A line after the last instruction: one the scan ended too early takes it in.
+        trailer = "#\n" if group[-1].end < len(text) else ""
+        parsed = _parsed_group(text, escape, prefix, group, trailer)
+        if parsed is None:
             return None
-        if [(cmd.start_line, cmd.end_line) for cmd in parsed] != expected:
-            return None
-        found += (
-            cmd._replace(start_line=s.first_line, end_line=s.last_line)
-            for cmd, s in zip(parsed, group, strict=True)
-            if keep(cmd)
-        )
+        found += (cmd for cmd in parsed if keep(cmd))
+    if spans and spans[-1].unterminated:
+        # Every instruction before it parsed, and BuildKit looks for the same terminators
+        # the scan did not find: it reaches the end of the text too, and says so.
+        last = spans[-1]
+        dockerfile.parse_string(prefix + last.head[: last.instruction_chars])
+        return None
     return found
 
 
+def _parsed_group(text: str, escape: str, prefix: str, group: list[_Span], trailer: str) -> list | None:
+    """One chunk's instructions, placed and put back whole; None when the scan misplaced one."""
+    try:
+        parsed = dockerfile.parse_string(prefix + "".join(span.head for span in group) + trailer)
+    except dockerfile.GoParseError:
+        _raise_first_error(text, escape, prefix, group)
+        return None
+    restored = _restored(parsed, group)
+    if restored is None and any(span.joined is not None for span in group):
+        # A shortened RUN whose flags run past its start: hand it over whole.
+        return _parsed_group(text, escape, prefix, [_unshortened(text, escape, s) for s in group], trailer)
+    return restored
+
+
+def _restored(parsed, group: list[_Span]) -> list | None:
+    """``parsed`` with the lines, heredoc bodies and shortened values of the text, if it
+    parsed as the scan placed each instruction; else None."""
+    if len(parsed) != len(group):
+        return None
+    found = []
+    at = 2
+    for cmd, span in zip(parsed, group, strict=True):
+        if (cmd.start_line, cmd.end_line) != (at, at + span.head_lines - 1):
+            return None
+        at += span.head_lines
+        whole = _put_back(cmd, span)
+        if whole is None:
+            return None
+        found.append(whole._replace(start_line=span.first_line, end_line=span.last_line))
+    return found
+
+
+def _put_back(cmd, span: _Span):
+    if span.joined is not None:
+        # BuildKit's value for a RUN (CMD, ...) not in JSON form is the rest of the line after
+        # the flags, spaces trimmed; the shortened line was cut after a character that is
+        # not a space, so the value seen ends there and starts where the whole one does.
+        cut = span.instruction_chars - 1
+        value = cmd.value[0] if len(cmd.value) == 1 else ""
+        if cmd.json or cmd.heredocs or not value or value[0] == "[" or cut - len(value) <= 0:
+            return None
+        if not span.joined.startswith(value, cut - len(value)):
+            return None
+        return cmd._replace(original=span.joined, value=(span.joined[cut - len(value) :].rstrip(_GO_SPACE),))
+    if not cmd.heredocs:
+        # ONBUILD's heredocs are its trigger's, which the package does not show: the lines tell.
+        onbuild = (cmd.cmd or "").upper() == "ONBUILD"
+        return cmd if not span.names or onbuild else None
+    names = tuple(doc.name for doc in cmd.heredocs)
+    line, _, terminators = cmd.original.partition("\n")
+    if names != span.names or terminators != "".join(name + "\n" for name in names):
+        return None
+    # BuildKit's original text of an instruction with heredocs: its line, then each body
+    # and terminator.
+    original = line + "\n" + "".join(body + name + "\n" for body, name in zip(span.bodies, names, strict=True))
+    heredocs = tuple(doc._replace(content=body) for doc, body in zip(cmd.heredocs, span.bodies, strict=True))
+    return cmd._replace(original=original, heredocs=heredocs)
+
+
+def _raise_first_error(text: str, escape: str, prefix: str, group: list[_Span]) -> None:
+    """A chunk failed to parse.  BuildKit's error for the whole text is that of the first of
+    its instructions to fail, each before it placed as the scan says, when it fails on its
+    own line (before its heredocs are read, which the scan may misplace): raise it."""
+    for span in group:
+        tries = (span, _unshortened(text, escape, span)) if span.joined is not None else (span,)
+        for handed in tries:
+            try:
+                parsed = dockerfile.parse_string(prefix + handed.head)
+            except dockerfile.GoParseError:
+                if handed is tries[-1]:
+                    _raise_own_error(prefix, handed)
+                    return
+                continue
+            if _restored(parsed, [handed]) is not None:
+                break
+        else:
+            return  # placed otherwise than the scan says: the whole text tells
+
+
+def _raise_own_error(prefix: str, span: _Span) -> None:
+    """Raise BuildKit's error for the instruction alone, unless it is that its heredoc never ends."""
+    try:
+        dockerfile.parse_string(prefix + span.head[: span.instruction_chars])
+    except dockerfile.GoParseError as exc:
+        if str(exc) != _error_of("RUN <<EOF\n"):  # "unterminated heredoc": the scan's terminators were wrong
+            raise
+
+
+@cache
+def _error_of(text: str) -> str:
+    """BuildKit's message for a small text it rejects."""
+    try:
+        dockerfile.parse_string(text)
+    except dockerfile.GoParseError as exc:
+        return str(exc)
+    return ""
+
+
 def _chunks(spans: list[_Span], lines: int) -> Iterable[list[_Span]]:
-    """The spans in groups of at most ``lines`` lines (a longer instruction on its own)."""
+    """The spans in groups of at most ``lines`` lines handed to the parser (a longer instruction on its own)."""
     group: list[_Span] = []
     size = 0
     for span in spans:
-        length = span.last_line - span.first_line + 1
-        if group and size + length > lines:
+        if group and size + span.head_lines > lines:
             yield group
             group, size = [], 0
         group.append(span)
-        size += length
+        size += span.head_lines
     if group:
         yield group
 
 
-def _has_long_line(text: str) -> bool:
+def _first_long_line(text: str) -> int | None:
+    """Where the first line BuildKit rejects for its length starts, or None."""
     # A UTF-8 character is at most 4 bytes: only lines of a quarter of the limit are measured.
     # Each is looked for after a newline (found by a fast scan), the first line on its own.
     shortest = _LONG_LINE // 4
     first = re.match(rf"[^\n]{{{shortest},}}", text)
     others = re.finditer(rf"\n([^\n]{{{shortest},}})", text)
-    return any(len(m.group(m.lastindex or 0).encode()) >= _LONG_LINE for m in [first, *others] if m)
+    for m in itertools.chain([first] if first else [], others):
+        group = m.lastindex or 0
+        if len(m.group(group).encode()) >= _LONG_LINE:
+            return m.start(group)
+    return None
 
 
 def _escape_token(text: str) -> str | None:
@@ -326,9 +492,11 @@ def _escape_token(text: str) -> str | None:
 def _needed_spans(text: str, escape: str) -> list[_Span] | None:
     """Where each instruction the analysis needs starts and ends, by BuildKit's line rules:
     a comment or blank line inside a line continuation does not end it, a heredoc's body
-    is no instruction.  None for a syntax error: no instruction at all, or a heredoc that
-    never ends."""
+    is no instruction.  None for a file without instructions (a syntax error).  A heredoc
+    that never ends ends the list, marked."""
     plain = _plain_lines(escape)
+    continued = _continued_lines(escape)
+    piece = _PIECE if text.isascii() else _PIECE // 4
     spans: list[_Span] = []
     any_instruction = False  # BuildKit fails on a file without one
     size = len(text)
@@ -355,31 +523,72 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
         joined, more = _joined(escape, "" if first.startswith("#") else first)
         if not more and not joined:
             continue  # a blank line or a comment
-        parts = [joined]
-        while more and pos < size:
-            stop = text.find("\n", pos) + 1 or size
-            raw = text[pos:stop]
-            pos, line = stop, line + 1
-            content = raw.lstrip(_GO_SPACE)
-            if not content or content[0] == "#":  # blank or a comment: the continuation goes on
-                continue
-            joined, more = _joined(escape, raw.rstrip("\r\n"))
-            parts.append(joined)
-        instruction = "".join(parts)
+        first_end = run_end = pos
+        pieces: list[str] = []
+        last = ""
+        if more:
+            # The lines that go on with it (or are blank, or comments), at regex speed; then
+            # the one that ends it, unless the text ends first.
+            run_end = _continued_to(text, pos, escape, continued)
+            pieces = _continuation_pieces(text, pos, run_end, escape, piece)
+            line += text.count("\n", pos, run_end)
+            pos = run_end
+            if pos < size:
+                stop = text.find("\n", pos) + 1 or size
+                raw = text[pos:stop]
+                pos, line = stop, line + 1
+                content = raw.lstrip(_GO_SPACE)
+                if content and content[0] != "#":
+                    last = _joined(escape, raw.rstrip("\r\n"))[0]
+        instruction = joined + "".join(pieces) + last
         any_instruction = True
         token = _AFTER_NAME.split(instruction.strip(_GO_SPACE), maxsplit=1)[0]
         if not _needed(token, instruction):
             continue
+        offsets = (first_end, run_end, pos)
+        short = None
+        if token.lower() in _SHORTENED and len(instruction) > piece and "<<" not in instruction:
+            short = _short_head(instruction, escape)
+        head = short or _instruction_head(text, start, offsets, escape, pieces)
+        word = _long_word(instruction) if short is None and len(instruction) >= _LONG_LINE else None
+        if word is not None:
+            raise _Unbounded.long_word(first_line, token[:20], word)
+        names: list[str] = []
+        bodies: list[str] = []
+        terminators: list[str] = []
+        unterminated = False
         for name, chomp in _heredoc_ends(token, instruction):
-            while True:
-                if pos >= size:
-                    return None
-                stop = text.find("\n", pos) + 1 or size
-                candidate = text[pos:stop].rstrip("\r\n")
-                pos, line = stop, line + 1
-                if (candidate.lstrip("\t") if chomp else candidate) == name:
-                    break
-        spans.append(_Span(start, pos, first_line, line - 1))
+            names.append(name)
+            found = _terminator(name, chomp).search(text, pos)
+            if found is None:
+                bodies.append(text[pos:])
+                terminators.append(name + "\n")
+                line += _lines_in(text, pos, size)
+                pos, unterminated = size, True
+                break
+            bodies.append(text[pos : found.start()])
+            terminator = found.group()
+            terminators.append(terminator if terminator.endswith("\n") else terminator + "\n")
+            line += _lines_in(text, pos, found.end())
+            pos = found.end()
+        spans.append(
+            _Span(
+                start,
+                pos,
+                first_line,
+                line - 1,
+                head + "".join(terminators),
+                head.count("\n") + len(terminators),
+                len(head),
+                tuple(names),
+                tuple(bodies),
+                instruction if short is not None else None,
+                unterminated,
+                offsets,
+            )
+        )
+        if unterminated:
+            break
     return spans if any_instruction else None
 
 
@@ -445,6 +654,157 @@ def _heredoc_ends(token: str, line: str) -> list[tuple[str, bool]]:
     return ends
 
 
+def _instruction_head(text: str, start: int, offsets: tuple[int, int, int], escape: str, pieces: list[str]) -> str:
+    """An instruction as the parser is handed it: its first line as written, then the lines
+    that continue it joined into ``pieces`` (each ending where a line did: no piece is then
+    a comment or blank, and each joins on after the escape character as the lines did),
+    then its last line as written."""
+    first_end, run_end, end = offsets
+    first = text[start:first_end]
+    if start == 0:
+        first = first.removeprefix("\ufeff")
+    head = first + "".join(piece + escape + "\n" for piece in pieces) + text[run_end:end]
+    return head if head.endswith("\n") else head + "\n"
+
+
+def _unshortened(text: str, escape: str, span: _Span) -> _Span:
+    """``span`` with its instruction handed over whole."""
+    if span.joined is None:
+        return span
+    first_end, run_end, _ = span.offsets
+    piece = _PIECE if text.isascii() else _PIECE // 4
+    head = _instruction_head(
+        text, span.start, span.offsets, escape, _continuation_pieces(text, first_end, run_end, escape, piece)
+    )
+    return dataclasses.replace(span, head=head, head_lines=head.count("\n"), instruction_chars=len(head), joined=None)
+
+
+def _short_head(instruction: str, escape: str) -> str | None:
+    """The start of a long RUN (CMD, ...) for the parser, which holds its flags: cut after a
+    character that is neither a space (the parser would trim it) nor the escape (it would
+    continue the line); None if there is none near the cut."""
+    m = re.compile(rf"[^{_SPACE_IN_LINE}{re.escape(escape)}]").search(instruction, _SHORT - 1, _SHORT + 999)
+    return instruction[: m.end()] + "\n" if m else None
+
+
+def _continuation_pieces(text: str, start: int, end: int, escape: str, limit: int) -> list[str]:
+    """The lines from ``start`` to ``end`` of a continued instruction (each goes on with it,
+    or is blank, or a comment), joined as BuildKit joins them, in pieces of at most
+    ``limit`` characters that each end where a line did (a longer line is a piece)."""
+    part = _line_part(escape)
+    ends = escape + "\n"
+    pieces = []
+    while start < end:
+        stop = text.rfind("\n", start, min(start + limit, end)) + 1
+        if stop <= start:  # a line longer than the limit, or the last one
+            stop = text.find("\n", start, end) + 1 or end
+        block = text[start:stop]
+        if "#" not in block and block.count("\n") == block.count(ends):
+            pieces.append(block.replace(ends, ""))  # each line ends in the escape alone: the usual case
+        else:
+            pieces.append("".join(part.findall(block)))
+        start = stop
+    return pieces
+
+
+def _continued_to(text: str, pos: int, escape: str, continued: re.Pattern[str]) -> int:
+    """Where the lines that go on with a continued instruction from ``pos`` end (see
+    `_continued_lines`): blocks of lines that each end in the escape character alone are
+    passed over at string-count speed, the rest matched line by line."""
+    ends, doubled = escape + "\n", escape + escape + "\n"
+    while True:
+        stop = text.rfind("\n", pos, pos + (1 << 16)) + 1 or text.find("\n", pos) + 1
+        if stop <= pos:
+            return pos  # the last line, without a newline: it ends the instruction, or the text does
+        lines = text.count("\n", pos, stop)
+        if lines != text.count(ends, pos, stop) or text.count(doubled, pos, stop):
+            return continued.match(text, pos).end()
+        pos = stop
+
+
+def _continued_lines(escape: str) -> re.Pattern[str]:
+    """A run of lines that go on with a continued instruction: each is blank, a comment
+    (skipped, whatever it ends with), or ends in the escape character (see `_joined`)."""
+    e = re.escape(escape)
+    return re.compile(rf"(?:[{_SPACE_IN_LINE}]*(?:\#[^\n]*)?\n|(?:[^\n]*[^{e}\n])?{e}[ \t]*\r*\n)*+")
+
+
+def _line_part(escape: str) -> re.Pattern[str]:
+    """One line of such a run, its part of the joined instruction in group 1 (none for a
+    blank line or a comment)."""
+    e = re.escape(escape)
+    return re.compile(rf"[{_SPACE_IN_LINE}]*(?:\#[^\n]*)?\n|([^\n]*?){e}[ \t]*\r*\n")
+
+
+def _terminator(name: str, chomp: bool) -> re.Pattern[str]:
+    """The line that ends a heredoc, as BuildKit compares it: line ends and, for ``<<-``,
+    leading tabs aside."""
+    tabs = r"\t*" if chomp else ""
+    return re.compile(rf"^{tabs}{re.escape(name)}\r*(?:\n|\Z)", re.MULTILINE)
+
+
+def _lines_in(text: str, start: int, end: int) -> int:
+    """Lines from ``start`` to ``end``, which ends a line (or the text)."""
+    return text.count("\n", start, end) + (end > start and text[end - 1] != "\n")
+
+
+def _long_word(line: str) -> str | None:
+    """A word of ``_LONG_LINE`` characters or more BuildKit's lexers may make of ``line``, if any."""
+    if not any(c in line for c in "'\"\\`"):  # words are what spaces split
+        m = _LONG_UNQUOTED.search(line)
+        return m.group() if m else None
+    return next((m.group() for m in _WORD.finditer(line) if m.end() - m.start() >= _LONG_LINE), None)
+
+
+def _continued_runs(escape: str) -> re.Pattern[str]:
+    """A continued instruction as BuildKit may read it, from its first line to its last (or
+    more: a heredoc body or comment ending in the escape character starts one too)."""
+    e = re.escape(escape)
+    first = rf"(?:[^\n]*[^{e}\n])?{e}[ \t]*\r*\n"
+    return re.compile(rf"^{first}{_continued_lines(escape).pattern}[^\n]*\n?", re.MULTILINE)
+
+
+def _check_whole_parse(text: str) -> None:
+    """Raise ``_Unbounded`` where BuildKit's parse of the whole text could take minutes: in
+    joining continued instructions (lines x characters each, and a word as long as one),
+    and heredoc bodies (everything after the first heredoc may be one)."""
+    escape = _escape_token(text)
+    if escape is None:
+        return  # the parser rejects the directives at the top, at once
+    piece = _PIECE if text.isascii() else _PIECE // 4
+    work = 0
+    for m in _continued_runs(escape).finditer(text):
+        lines, chars = _lines_in(text, m.start(), m.end()), m.end() - m.start()
+        work += lines * chars
+        name = _AFTER_NAME.split(m.group().lstrip(_GO_SPACE)[:40], maxsplit=1)[0][:20]
+        if work > _WHOLE_PARSE_WORK:
+            raise _Unbounded(
+                text.count("\n", 0, m.start()) + 1,
+                f"{name} continued over {lines} lines ({chars} characters) is more than BuildKit's parser"
+                f" reads in bounded time, and this file must be parsed whole ({_UNPLACED})",
+                "split it into shorter instructions",
+            )
+        word = (
+            _long_word("".join(_continuation_pieces(text, *m.span(), escape, piece))) if chars >= _LONG_LINE else None
+        )
+        if word is not None:
+            raise _Unbounded.long_word(text.count("\n", 0, m.start()) + 1, name, word)
+    # A heredoc's `<<` may be split by a line continuation (and blank lines or comments).
+    e = re.escape(escape)
+    heredoc = re.search(rf"<(?:{e}[ \t]*\r*\n|[{_SPACE_IN_LINE}]*(?:\#[^\n]*)?\n)*<", text)
+    if heredoc:
+        start = text.rfind("\n", 0, heredoc.start()) + 1
+        lines, chars = _lines_in(text, start, len(text)), len(text) - start
+        if work + lines * chars > _WHOLE_PARSE_WORK:
+            raise _Unbounded(
+                text.count("\n", 0, start) + 1,
+                f"heredoc followed by {lines} lines ({chars} characters) is more than BuildKit's parser reads"
+                f" in bounded time, and this file must be parsed whole ({_UNPLACED})",
+                "write heredocs plainly (<<EOF, <<-EOF, <<'EOF') and keep `<<` out of quoted words,"
+                " so that the line scan can place them",
+            )
+
+
 def external_images(
     path: Path,
     build_args: Mapping[str, str] | None = None,
@@ -476,6 +836,8 @@ def analyze(
         raise InputError(
             f"Dockerfile syntax error: {_one_line(str(exc))}", where=label, hint="fix the Dockerfile"
         ) from None
+    except _Unbounded as exc:
+        raise InputError(exc.what, where=where(label, exc.line), hint=exc.hint) from None
     reader = _Reader(label, escape_char(text), dict(build_args or {}))
     for cmd in commands:
         reader.read(cmd)
@@ -585,6 +947,7 @@ class _Reader:
         self.by_name: dict[str, _Stage] = {}
         self.arg_names: set[str] = set()  # meta args (before the first FROM)
         self.budget = EXPANSION_BUDGET
+        self.special = re.compile(f"[$'\"{re.escape(escape)}]")  # what makes a word more than itself
 
     def read(self, cmd) -> None:
         if cmd.cmd is None:
@@ -647,7 +1010,7 @@ class _Reader:
             raise InputError(
                 f"{what}: {exc}", where=where(self.label, line), hint="declare the ARG or pass it in build_args"
             ) from None
-        self._spend(len(result.value), line)
+        self._spend(len(result.value) - len(word), line)
         if strict and result.undefined:
             names = sorted(set(result.undefined))
             listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -663,15 +1026,17 @@ class _Reader:
         this file does not set (an ENV of the base image, say), BuildKit would reject it, or
         it outgrows the cap: a 200 kB certificate passed through ENV is legitimate, and
         once unknown, an ENV doubling itself stops growing."""
+        if len(word) <= MAX_VALUE and not self.special.search(word):
+            return word  # nothing to expand or unquote: what substitute returns, without its lexer
         try:
             result = substitute(word, env, escape=self.escape, quotes=True)
         except SubstitutionError:
             return None  # the build reports what is wrong; we just cannot say what it reads
-        self._spend(len(result.value), line)
+        self._spend(len(result.value) - len(word), line)
         return None if result.unset else result.value
 
-    def _spend(self, size: int, line: int) -> None:
-        self.budget -= size
+    def _spend(self, added: int, line: int) -> None:
+        self.budget -= max(added, 0)
         if self.budget < 0:
             raise InputError(
                 f"variables expand to more than {EXPANSION_BUDGET} characters in total",

@@ -35,6 +35,7 @@ from reconciler import dockerfiles
 from reconciler.dockerfiles import (
     EXPANSION_BUDGET,
     Source,
+    _escape_token,
     _instructions,
     _needed,
     _parsed_in_chunks,
@@ -150,10 +151,27 @@ def test_platform_args_describe_a_linux_build():
         ("# syntax=docker/dockerfile:1\n# escape=`\nFROM alpine\n", "`"),
         ("FROM alpine\n# escape=`\n", "\\"),
         ("# a comment\n# escape=`\nFROM alpine\n", "\\"),
+        ("  # escape=`\nFROM alpine\n", "`"),  # BuildKit strips the line's leading spaces first
+        ("\t# escape = `\r\nFROM alpine\r\n", "`"),
+        ("# check=skip=all\n# escape=`\nFROM alpine\n", "\\"),  # BuildKit v0.12 knows no `check`: a comment
+        ("# escape=`\n# escape=\\\nFROM alpine\n", "\\"),  # BuildKit rejects the file: nothing to expand
     ],
 )
 def test_escape_char_reads_only_leading_directives(text, expected):
     assert escape_char(text) == expected
+    assert escape_char(text) == (_escape_token(text) or "\\")  # one source of truth: the parser
+
+
+@pytest.mark.parametrize(
+    ("header", "source"),
+    [
+        ("  # escape=`\n", "a\\x"),  # the parser uses a backtick: the backslash is a plain character
+        ("# check=skip=all\n# escape=`\n", "a$b"),  # the parser uses a backslash: it escapes the $
+    ],
+)
+def test_expansion_uses_the_escape_character_the_parser_used(header, source):
+    info = _analyze(header + "FROM alpine:3\nARG b=x\nCOPY a\\$b /dst/\n")
+    assert [s.pattern for s in info.sources] == [source]
 
 
 _ORDER_SCRIPT = textwrap.dedent(
@@ -264,8 +282,25 @@ def test_many_large_expansions_hit_the_total_budget():
     assert f"more than {EXPANSION_BUDGET} characters in total" in message
 
 
+def test_literal_words_spend_none_of_the_expansion_budget():
+    # 5,000 COPY sources of 900 characters: 4.5 MB of words, none of it expanded.
+    sources = [f"src/generated/{'package/' * 110}module_{i:07}/__init__.py" for i in range(5_000)]
+    assert sum(map(len, sources)) > EXPANSION_BUDGET
+    text = "FROM alpine:3\nARG D=/dst/\n" + "".join(f"COPY {s} $D\n" for s in sources)
+    info = _analyze(text)
+    assert [s.pattern for s in info.sources] == sources
+
+
+def test_what_expansion_adds_is_what_the_budget_counts():
+    value = "x" * 30_000
+    one = f"ARG A={value}\nARG B=$A\nFROM alpine:3\n"  # adds 30,000 characters: within the budget
+    assert _analyze(one).args == {"A", "B"}
+    many = f"ARG A={value}\n" + "".join(f"ARG B{i}=$A\n" for i in range(150)) + "FROM alpine:3\n"
+    assert f"more than {EXPANSION_BUDGET} characters in total" in _one_line_error(many)
+
+
 def test_deeply_nested_substitution_is_a_one_line_error():
-    text = "ARG A=" + "${B:-" * 3000 + "x" + "}" * 3000 + "\nFROM alpine:3\n"
+    text = "ARG A=" + "${B:-" * 1000 + "x" + "}" * 1000 + "\nFROM alpine:3\n"
     assert "nested deeper than" in _one_line_error(text)
 
 
@@ -376,18 +411,40 @@ def _chunked_parse(text, chunk_lines):
         return f"error: {exc}"
 
 
+def _chunks_alone(text, chunk_lines, keep=_every):
+    """The chunks' parse without the whole-text fallback: None where it would be needed."""
+    try:
+        return _parsed_in_chunks(text, chunk_lines, keep)
+    except dockerfile.GoParseError as exc:
+        return f"error: {exc}"
+
+
+# Joined-line pieces and shortened RUNs at their real sizes, and so small that every
+# continued instruction is cut into pieces of a line or two and every RUN, CMD, ... of more
+# than a few characters is handed over shortened.
+HANDED = [(dockerfiles._PIECE, dockerfiles._SHORT), (8, 3), (30, 25)]
+
+
+def _handed(piece, short):
+    return mock.patch.multiple(dockerfiles, _PIECE=piece, _SHORT=short)
+
+
 def _assert_chunks_parse_as_the_whole(text, *, whole_only=False):
-    """The same instructions (lines and all) or the same error, whatever the chunk size: those
-    the analysis reads, and before that every one the parser was given; and for a text
-    BuildKit accepts, from the chunks themselves, not the whole-text fallback."""
+    """The same instructions (lines and all) or the same error, whatever the chunk size and
+    however instructions are cut or shortened for the parser: those the analysis reads, and
+    before that every one the parser was given; and for a text BuildKit accepts, from the
+    chunks themselves, not the whole-text fallback."""
     read = _whole_parse(text)
     needed = _whole_parse(text, _needed_command)
-    for chunk_lines in (1, 2, 3, 1000):
-        assert _chunked_parse(text, chunk_lines) == read, f"chunks of {chunk_lines} lines"
-        chunked = _parsed_in_chunks(text, chunk_lines, _every)
-        assert chunked is None or chunked == needed, f"chunks of {chunk_lines} lines"
-    if isinstance(read, list) and not whole_only:
-        assert _parsed_in_chunks(text, 1, _every) is not None, "fell back to the whole-text parse"
+    for piece, short in HANDED:
+        with _handed(piece, short):
+            for chunk_lines in (1, 2, 3, 1000):
+                case = f"chunks of {chunk_lines} lines, pieces of {piece}, shortened to {short}"
+                assert _chunked_parse(text, chunk_lines) == read, case
+                chunked = _chunks_alone(text, chunk_lines)
+                assert chunked is None or chunked == needed, case
+            if isinstance(read, list) and not whole_only:
+                assert _chunks_alone(text, 1) is not None, "fell back to the whole-text parse"
 
 
 REPOSITORY_DOCKERFILES = sorted(
@@ -439,12 +496,34 @@ TRICKY = {
     "no_instructions": "# only a comment\n\n",
     "empty": "",
     "long_line_below_the_limit": "FROM a\nRUN " + "x" * 65_000 + "\nCOPY " + "y " * 2_000 + "/dst\n",
+    # BuildKit takes a line of 65,535 bytes, newline aside (measured): \r and a byte order mark count.
+    # (Short words: BuildKit's parser builds a word a character at a time, a long one is slow.)
+    "line_at_the_limit": "FROM a\nRUN " + "x " * 32_765 + "x\nCOPY y /y\n",
+    "crlf_line_at_the_limit": "FROM a\r\nRUN " + "x " * 32_764 + "xx\r\nCOPY y /y\r\n",
+    "wide_line_at_the_limit": "FROM a\nRUN " + "é " * 21_843 + "x\nCOPY y /y\n",
+    "bom_line_at_the_limit": "\ufeffFROM a " + "x " * 32_762 + "x\nCOPY y /y\n",
+    "heredoc_bodies_put_back": (
+        'FROM a\nCOPY <<A <<-B /x\na1\r\na2\nA\n\tb1\n\tB\r\nRUN 3<<C x <<"D"\nC\nD\n'
+        "RUN cat <<E \\\n  && x\n\nbody \\\nE\nRUN <<F\n\nF"
+    ),
+    "error_after_a_shortened_run": (
+        "FROM a\nRUN --network=none echo one two three four\nRUN --mount=from=a,target=/b echo five six\nLABEL bad\n"
+    ),
+    "continued_word": "FROM a\nCOPY \\\nsrc\\\n/ap\\\n# c\np \\\n\n/dst\\ \n/\n",
 }
 # BuildKit fails on these, or stops reading at the NUL: the whole text is parsed.
 TRICKY_WHOLE_ONLY = {
     "line_too_long": "FROM a\nRUN " + "x" * 70_000 + "\n",
     "comment_too_long": "FROM a\n# " + "é" * 33_000 + "\nCOPY x /y\n",
     "nul_character": "FROM a\nRUN x\x00\nFROM evil:1\n",
+    "nul_in_a_heredoc": "FROM a\nRUN <<EOF\nx\x00\nEOF\nFROM b\n",
+    "line_over_the_limit": "FROM a\nRUN " + "x " * 32_766 + "\nCOPY y /y\n",
+    "line_over_the_limit_at_the_end": "FROM a\nRUN " + "x " * 32_766,
+    "line_over_the_limit_first": "x" * 70_000 + "\nFROM a\n",
+    "line_over_the_limit_in_a_heredoc": "FROM a\nRUN <<EOF\n" + "x" * 65_536 + "\nEOF\n",
+    "line_over_the_limit_in_a_continuation": "FROM a\nENV \\\n" + "x" * 65_536 + "\n",
+    "line_over_the_limit_after_an_error": "FROM a\nLABEL a\nRUN " + "x" * 70_000 + "\n",
+    "heredoc_word_in_quotes": 'FROM a\nRUN echo "a <<EOF"\nFROM b\n',  # a heredoc to the scan, not to BuildKit
 }
 
 
@@ -456,7 +535,7 @@ def test_chunked_parse_of_tricky_dockerfiles_is_the_whole_parse(name):
 @pytest.mark.parametrize("name", sorted(TRICKY_WHOLE_ONLY))
 def test_dockerfiles_the_scan_cannot_take_are_parsed_whole(name):
     text = TRICKY_WHOLE_ONLY[name]
-    assert _parsed_in_chunks(text, 1, _every) is None
+    assert _chunks_alone(text, 1) is None
     _assert_chunks_parse_as_the_whole(text, whole_only=True)
 
 
@@ -470,6 +549,8 @@ LINES = st.sampled_from(
         "RUN <<EOF", "RUN <<-EOF", "COPY <<EOF /etc/x", "RUN cat <<'EOF' <<\"E2\"", "EOF", "\tEOF", "E2",
         "ONBUILD RUN <<EOF", "RUN x <<<y", "EXPOSE 80", "VOLUME /v", "RUN -\\", "-mount=from=base,target=/m x",
         "FOO bar", "\u00a0RUN x", "RUN\u00a0--mount=from=c x", "RUN x\r", "RUN x \\\r", "RUN ` `", "RUN x\\ \t",
+        "RUN --network=none echo one two three four", "CMD --x=1 echo a b c d e f g", "RUN --mount=from=base,target=/c \\", "LABEL a",
+        "COPY <<EOF \\", "src\\", "x`", "ENV E=\"a \\", "b\" F=1", "SHELL [\"sh\", \\", "\"-c\"]",
     ]
 )  # fmt: skip
 
@@ -480,14 +561,16 @@ LINES = st.sampled_from(
     lines=st.lists(LINES, max_size=14),
     newline=st.sampled_from(["\n", "\r\n"]),
     chunk_lines=st.integers(1, 4),
+    handed=st.sampled_from(HANDED),
 )
-def test_chunked_analysis_is_the_whole_text_analysis(header, lines, newline, chunk_lines):
+def test_chunked_analysis_is_the_whole_text_analysis(header, lines, newline, chunk_lines, handed):
     text = header + newline.join(lines) + newline
-    assert _chunked_parse(text, chunk_lines) == _whole_parse(text)
-    chunked_needed = _parsed_in_chunks(text, chunk_lines, _every)
-    assert chunked_needed is None or chunked_needed == _whole_parse(text, _needed_command)
-    with mock.patch.object(dockerfiles, "_CHUNK_LINES", chunk_lines):
-        chunked = _outcome(text)
+    with _handed(*handed):
+        assert _chunked_parse(text, chunk_lines) == _whole_parse(text)
+        chunked_needed = _chunks_alone(text, chunk_lines)
+        assert chunked_needed is None or chunked_needed == _whole_parse(text, _needed_command)
+        with mock.patch.object(dockerfiles, "_CHUNK_LINES", chunk_lines):
+            chunked = _outcome(text)
     # As before the scan: every instruction, parsed with the whole text at once.
     with mock.patch.object(dockerfiles, "_instructions", lambda text: list(dockerfile.parse_string(text))):
         whole = _outcome(text)
@@ -607,3 +690,231 @@ def _timed(fn, *args):
     started = time.perf_counter()
     fn(*args)
     return time.perf_counter() - started
+
+
+# --- long continued instructions: handed to the parser joined, not line by line -------------
+#
+# BuildKit's parser joins a continued instruction a line at a time (quadratic: 128,000 lines
+# took 20 s), so the scan hands it each one joined into lines of up to _PIECE characters,
+# heredoc bodies left out, a long RUN as its start.  The result must not change.
+
+LONG_KINDS = {
+    # name: (first line, line i, last line, whether it may hold a heredoc)
+    "copy": ("COPY --chown=1:1 {h}\\", "  src/f{i} \\", "  /dst/", True),
+    "add": ("ADD --chmod=644 {h}\\", "  f{i}.tar \\", "  /dst/", True),
+    "run": ("RUN --mount=type=bind,source=m,target=/m {h}\\", "  echo {i} && \\", "  true", True),
+    "run_json": ("RUN --network=none [ \\", '  "a{i}", \\', '  "z" ]', False),
+    "env": ("ENV \\", '  V{i}="v {i}" \\', "  LAST=1", False),
+    "arg": ("ARG \\", "  A{i}={i} \\", "  LAST", False),
+    "from": ("FROM --platform=$BUILDPLATFORM \\", "  \\", "  alpine:3 AS long", False),
+    "label": ("LABEL \\", "  l{i}=v{i} \\", "  last=1", False),
+    "onbuild": ("ONBUILD COPY \\", "  f{i} \\", "  /dst/", False),
+    "cmd_json": ("CMD [ \\", '  "a{i}", \\', '  "z" ]', False),
+    "healthcheck": ("HEALTHCHECK --interval=5s CMD \\", "  echo {i} \\", "  true", False),
+    "shell_json": ("SHELL [ \\", '  "a{i}", \\', '  "z" ]', False),
+}
+LONG_VARIANTS = ["plain", "backtick", "comments", "crlf", "heredoc"]
+
+
+def _long_dockerfile(kind, variant, lines):
+    """A Dockerfile with one ``kind`` instruction continued over ``lines`` lines, and
+    instructions before and after it (whose lines and sources must come out right)."""
+    first, middle, last, heredoc = LONG_KINDS[kind]
+    escape = "`" if variant == "backtick" else "\\"
+    body = []
+    for i in range(lines):
+        body.append(middle.format(i=i))
+        if variant == "comments" and i % 3 == 0:
+            body += ["# a comment that ends in the escape \\", "", "   # indented", "\t"]
+    here = "<<EOF " if variant == "heredoc" and heredoc else ""
+    instruction = [first.format(h=here), *body, last]
+    if escape == "`":
+        instruction = [line[:-1] + "`" if line.endswith("\\") else line for line in instruction]
+    after = ["COPY --from=base /x /y", "FROM base", "ARG A7", "COPY after $A7 /after/"]
+    if variant == "heredoc":
+        after[1:1] = [f"line {i} of the body" for i in range(lines)] + ["EOF"] if heredoc else []
+        after += ["RUN <<EOF", *(f"echo {i}" for i in range(lines)), "EOF"]
+    header = ["# escape=`"] if escape == "`" else []
+    start = ["FROM alpine:3 AS base"]
+    if kind in ("arg", "from"):
+        start = ["FROM alpine:3 AS base"] if kind == "from" else []
+        instruction += ["FROM alpine:3 AS base"] if kind == "arg" else []
+    newline = "\r\n" if variant == "crlf" else "\n"
+    return newline.join([*header, *start, *instruction, *after]) + newline
+
+
+def _whole_text_outcome(text):
+    """The analysis as before the scan: every instruction, parsed with the whole text at once."""
+    with mock.patch.object(dockerfiles, "_instructions", lambda text: list(dockerfile.parse_string(text))):
+        return _outcome(text)
+
+
+@pytest.mark.parametrize("variant", LONG_VARIANTS)
+@pytest.mark.parametrize("kind", sorted(LONG_KINDS))
+def test_a_long_continued_instruction_parses_as_the_whole(kind, variant):
+    text = _long_dockerfile(kind, variant, 400)
+    _assert_chunks_parse_as_the_whole(text)
+    for handed in HANDED:
+        with _handed(*handed):
+            assert _outcome(text) == _whole_text_outcome(text), handed
+
+
+def test_a_copy_longer_than_a_piece_parses_as_the_whole():
+    # At the real piece size (the tests above use small ones too): 12,000 lines of 10 characters.
+    text = "FROM a\nCOPY \\\n" + "".join(f"  f{i:05} \\\n" for i in range(12_000)) + "  /dst/\nCOPY b /b\n"
+    chunked = _chunks_alone(text, 1000)
+    assert chunked == _whole_parse(text, _needed_command)
+    assert len(chunked[1].value) == 12_001
+
+
+LONG_ERRORS = {
+    # BuildKit's own errors, in the long instruction or after it (its messages give no line) ...
+    "env_without_value": "FROM a\nENV \\\n" + "  V=1 \\\n" * 1000 + "  LAST\n",
+    "label_without_value": "FROM a\nLABEL \\\n" + "  l=1 \\\n" * 1000 + "  last\n",
+    "json_not_strings": "FROM a\nCMD [ \\\n" + '  "a", \\\n' * 1000 + "  1 ]\n",
+    "error_after": "FROM a\nCOPY \\\n" + "  f \\\n" * 1000 + "  /d/\nLABEL bad\n",
+    "heredoc_never_ends_after": "FROM a\nCOPY \\\n" + "  f \\\n" * 1000 + "  /d/\nRUN <<EOF\necho\n",
+    "line_too_long_after": "FROM a\nCOPY \\\n" + "  f \\\n" * 1000 + "  /d/\nRUN " + "x" * 70_000 + "\n",
+    # ... and the analysis's, which name the line.
+    "stage_name_after": "FROM a\nCOPY \\\n" + "  f \\\n" * 1000 + "  /d/\nFROM alpine:3 AS 1bad\n",
+    "undefined_after": "ARG \\\n" + "  A=1 \\\n" * 1000 + "  B=2\nFROM alpine:$C\n",
+    "bad_reference_in": "FROM \\\n" + "  \\\n" * 1000 + "  alpine::3\n",
+    "from_index_after": "FROM a\nCOPY \\\n" + "  f \\\n" * 1000 + "  /d/\nCOPY --from=7 /x /y\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_ERRORS))
+def test_errors_in_and_after_long_instructions_are_the_whole_parse_errors(name):
+    text = LONG_ERRORS[name]
+    outcome = _outcome(text)
+    assert outcome.startswith("error: Dockerfile")
+    assert outcome == _whole_text_outcome(text)
+    _assert_chunks_parse_as_the_whole(text, whole_only=True)
+
+
+def _spy(monkeypatch):
+    """The texts handed to BuildKit's parser, each with its parse (by the real parser)."""
+    handed = []
+    parse = dockerfile.parse_string
+
+    def spy(text):
+        try:
+            parsed = parse(text)
+        except dockerfile.GoParseError:
+            handed.append((text, ()))
+            raise
+        handed.append((text, parsed))
+        return parsed
+
+    monkeypatch.setattr(dockerfile, "parse_string", spy)
+    return handed
+
+
+def _copy_of_100000_lines(after=""):
+    return "FROM alpine:3\nCOPY \\\n" + "".join(f"  src/f{i} \\\n" for i in range(100_000)) + "  /dst/\n" + after
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ("COPY app /app\n", None),
+        ("RUN x\x00\nFROM evil:1\n", None),  # BuildKit reads up to the NUL
+        ("LABEL bad\n", "LABEL must have two arguments"),
+        ("RUN " + "x" * 70_000 + "\n", "dockerfile line greater than max allowed size of 65535"),
+        ("RUN <<EOF\necho\n", "unterminated heredoc"),
+    ],
+    ids=["valid", "nul", "error-after", "line-too-long-after", "heredoc-never-ends"],
+)
+def test_no_instruction_reaches_the_parser_over_many_lines(monkeypatch, after, expected):
+    handed = _spy(monkeypatch)
+    text = _copy_of_100000_lines(after)
+    if expected is None:
+        info = _analyze(text)
+        assert info.sources[0] == Source("src/f0", 2, "COPY")
+        assert info.sources[99_999] == Source("src/f99999", 2, "COPY")
+        assert [u.ref.familiar for u in info.uses] == ["alpine:3"]
+    else:
+        assert f"Dockerfile syntax error: {expected}" in _one_line_error(text)
+    spans = [cmd.end_line - cmd.start_line + 1 for _, parsed in handed for cmd in parsed]
+    assert max(spans) <= 64  # of 100,002 lines: the joined instruction, in lines of up to _PIECE characters
+    assert all(text.count("\n") < 200 for text, _ in handed)  # and never the whole text
+
+
+def test_heredoc_bodies_never_reach_the_parser(monkeypatch):
+    handed = _spy(monkeypatch)
+    text = "FROM alpine:3\nRUN <<EOF\n" + "echo step\n" * 100_000 + "EOF\nCOPY <<A <<-B /etc/\n" + "a\n" * 50_000
+    text += "A\n" + "\tb\n" * 50_000 + "\tB\nCOPY app /app\n"
+    info = _analyze(text)
+    assert info.heredocs == [2, 100_004]
+    assert info.sources == [Source("app", 200_007, "COPY")]
+    assert sum(len(text) for text, _ in handed) < 1000
+
+
+def test_a_long_run_reaches_the_parser_as_its_start(monkeypatch):
+    handed = _spy(monkeypatch)
+    script = "".join(f"  && echo step {i} \\\n" for i in range(100_000))
+    text = "FROM alpine:3\nRUN --mount=type=bind,source=m,target=/m true \\\n" + script + "  && true\n"
+    info = _analyze(text)
+    assert info.sources == [Source("m", 2, "RUN --mount")]
+    assert sum(len(text) for text, _ in handed) < 2 * dockerfiles._SHORT
+
+
+def test_a_long_run_with_flags_past_its_start_is_handed_whole():
+    mount = "--mount=type=bind,source=m,target=/" + "m" * 20_000
+    text = f"FROM a\nRUN {mount} \\\n" + "  && echo step \\\n" * 5000 + "  && true\n"
+    assert _chunks_alone(text, 1000) == _whole_parse(text, _needed_command)
+
+
+def test_a_word_longer_than_a_line_joined_over_continuations_is_refused():
+    # BuildKit's parser builds a word a character at a time: 65,536 characters take it a second
+    # (a line may hold as many), 10 million characters days.
+    text = "FROM alpine:3\nCOPY \\\n" + ("x" * 40_000 + "\\\n") * 2 + "  /dst/\n"
+    message = _one_line_error(text)
+    assert message.startswith("Dockerfile:2: COPY has a word of 65536 characters or more joined over continued lines")
+    assert f"({'x' * 40!r}...)" in message
+    assert message.endswith("split the word: one may be as long as a line (65535 bytes)")
+
+
+@pytest.mark.parametrize(
+    ("line", "long"),
+    [
+        ("x" * 65_535, False),
+        ("x" * 65_536, True),
+        ("a " * 40_000, False),
+        ('"' + "a " * 40_000 + '"', True),  # quotes join what spaces split
+        ("'" + "a " * 40_000, True),  # to the end of the line when never closed
+        ("a\\ " * 30_000, True),  # so does an escaped space
+        ("a` " * 30_000, True),
+        ('"a" ' * 30_000, False),
+    ],
+)
+def test_long_words_are_measured_as_buildkits_lexers_may_read_them(line, long):
+    assert (dockerfiles._long_word(line) is not None) == long
+
+
+UNPLACED = 'FROM alpine:3\nRUN echo "a <<EOF"\n'  # a heredoc to the scan, not to BuildKit: parsed whole
+
+
+def test_a_whole_parse_of_a_long_continued_instruction_is_refused():
+    text = UNPLACED + "COPY \\\n" + "  f \\\n" * 100_000 + "  /dst/\n"
+    message = _one_line_error(text)
+    assert message.startswith("Dockerfile:3: COPY continued over 100002 lines (600015 characters)")
+    assert "this file must be parsed whole (the line scan cannot place its instructions)" in message
+    assert message.endswith("split it into shorter instructions")
+
+
+def test_a_whole_parse_of_what_may_be_a_long_heredoc_is_refused():
+    text = UNPLACED + "RUN true\n" * 100_000
+    message = _one_line_error(text)
+    assert message.startswith("Dockerfile:2: heredoc followed by 100001 lines (900019 characters)")
+    assert "write heredocs plainly" in message
+
+
+def test_a_whole_parse_of_a_word_joined_over_continuations_is_refused():
+    text = UNPLACED + "COPY \\\n" + ("x" * 40_000 + "\\\n") * 2 + "  /dst/\n"
+    assert _one_line_error(text).startswith("Dockerfile:3: COPY has a word of 65536 characters or more")
+
+
+def test_a_small_file_the_scan_cannot_place_is_still_parsed_whole():
+    text = UNPLACED + "COPY \\\n" + "  f \\\n" * 1000 + "  /dst/\n"
+    assert _outcome(text) == _whole_text_outcome(text)
