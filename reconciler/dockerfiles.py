@@ -319,7 +319,9 @@ def _parsed_in_chunks(
 def _chunked(text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], bool]) -> list | None:
     """`_parsed_in_chunks` of a text without a NUL or a line too long."""
     escape = _escape_token(text)
-    spans = None if escape is None else _needed_spans(text, escape)
+    if escape is None:
+        return None
+    spans = _needed_spans(text, escape)
     if spans is None:
         return None
     # Each chunk states the escape character, which also keeps its first line from being
@@ -718,7 +720,8 @@ def _continued_to(text: str, pos: int, escape: str, continued: re.Pattern[str]) 
             return pos  # the last line, without a newline: it ends the instruction, or the text does
         lines = text.count("\n", pos, stop)
         if lines != text.count(ends, pos, stop) or text.count(doubled, pos, stop):
-            return continued.match(text, pos).end()
+            matched = continued.match(text, pos)
+            return matched.end() if matched else pos
         pos = stop
 
 
