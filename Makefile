@@ -58,6 +58,7 @@ docs: deps
 bench: deps engine
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/context_hash.py 20000 4
+	$(PY) benchmarks/long_instructions.py
 	$(PY) benchmarks/context_hash.py 2000 256
 
 engine: deps
