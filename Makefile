@@ -58,8 +58,8 @@ docs: deps
 bench: deps engine
 	$(PY) benchmarks/compare.py
 	$(PY) benchmarks/context_hash.py 20000 4
-	$(PY) benchmarks/long_instructions.py
 	$(PY) benchmarks/context_hash.py 2000 256
+	$(PY) benchmarks/long_instructions.py
 
 engine: deps
 	$(PY) -m tests.harness up >/dev/null
