@@ -229,6 +229,21 @@ _LONG_UNQUOTED = re.compile(rf"(?<![^{_SPACE_IN_LINE}\n])[^{_SPACE_IN_LINE}\n]{{
 _UNPLACED = "the line scan cannot place its instructions"
 
 
+class _SplitCharacter(Exception):
+    """The ``dockerfile`` package could not decode what BuildKit's parser handed back: the
+    parser cut a UTF-8 character in two (seen with a heredoc continued into a line that
+    starts with a no-break space, in the whole text as in a piece of it)."""
+
+
+def _parse(text: str) -> tuple[dockerfile.Command, ...]:
+    """BuildKit's parse of ``text``: its GoParseError, or ``_SplitCharacter`` for an answer
+    the package cannot decode (a UnicodeDecodeError from inside it)."""
+    try:
+        return dockerfile.parse_string(text)
+    except UnicodeDecodeError:
+        raise _SplitCharacter from None
+
+
 class _Unbounded(Exception):
     """BuildKit's parser would take minutes on the text: ``line`` is where, ``what`` and
     ``hint`` the message (the caller knows the file)."""
@@ -280,11 +295,14 @@ def _instructions(text: str, chunk_lines: int | None = None) -> list[dockerfile.
         # BuildKit stops reading at that line: its error is the one for the text before, if
         # any, else the line's own.
         _instructions(text[:long], chunk_lines)
-        dockerfile.parse_string("A\n" + text[long : long + _LONG_LINE + 1])
-    found = _chunked(text, chunk_lines or _CHUNK_LINES, _read)
+        _parse("A\n" + text[long : long + _LONG_LINE + 1])
+    try:
+        found = _chunked(text, chunk_lines or _CHUNK_LINES, _read)
+    except _SplitCharacter:
+        found = None  # a piece the package cannot hand back: the whole text decides
     if found is None:  # also the way BuildKit's own error for the text is raised
         _check_whole_parse(text)
-        found = [cmd for cmd in dockerfile.parse_string(text) if _read(cmd)]
+        found = [cmd for cmd in _parse(text) if _read(cmd)]
     return found
 
 
@@ -339,7 +357,7 @@ def _chunked(text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], b
         # Every instruction before it parsed, and BuildKit looks for the same terminators
         # the scan did not find: it reaches the end of the text too, and says so.
         last = spans[-1]
-        dockerfile.parse_string(prefix + last.head[: last.instruction_chars])
+        _parse(prefix + last.head[: last.instruction_chars])
         return None
     return found
 
@@ -347,7 +365,7 @@ def _chunked(text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], b
 def _parsed_group(text: str, escape: str, prefix: str, group: list[_Span], trailer: str) -> list | None:
     """One chunk's instructions, placed and put back whole; None when the scan misplaced one."""
     try:
-        parsed = dockerfile.parse_string(prefix + "".join(span.head for span in group) + trailer)
+        parsed = _parse(prefix + "".join(span.head for span in group) + trailer)
     except dockerfile.GoParseError:
         _raise_first_error(text, escape, prefix, group)
         return None
@@ -411,7 +429,7 @@ def _raise_first_error(text: str, escape: str, prefix: str, group: list[_Span]) 
         tries = (span, _unshortened(text, escape, span)) if span.joined is not None else (span,)
         for handed in tries:
             try:
-                parsed = dockerfile.parse_string(prefix + handed.head)
+                parsed = _parse(prefix + handed.head)
             except dockerfile.GoParseError:
                 if handed is tries[-1]:
                     _raise_own_error(prefix, handed)
@@ -426,7 +444,7 @@ def _raise_first_error(text: str, escape: str, prefix: str, group: list[_Span]) 
 def _raise_own_error(prefix: str, span: _Span) -> None:
     """Raise BuildKit's error for the instruction alone, unless it is that its heredoc never ends."""
     try:
-        dockerfile.parse_string(prefix + span.head[: span.instruction_chars])
+        _parse(prefix + span.head[: span.instruction_chars])
     except dockerfile.GoParseError as exc:
         if str(exc) != _error_of("RUN <<EOF\n"):  # "unterminated heredoc": the scan's terminators were wrong
             raise
@@ -436,7 +454,7 @@ def _raise_own_error(prefix: str, span: _Span) -> None:
 def _error_of(text: str) -> str:
     """BuildKit's message for a small text it rejects."""
     try:
-        dockerfile.parse_string(text)
+        _parse(text)
     except dockerfile.GoParseError as exc:
         return str(exc)
     return ""
@@ -485,8 +503,8 @@ def _escape_token(text: str) -> str | None:
         return "\\"
     head = text[:end] if text[:end].endswith("\n") else text[:end] + "\n"
     try:
-        probe = dockerfile.parse_string(head + "A `\nB\n")  # one instruction if ` continues a line
-    except dockerfile.GoParseError:
+        probe = _parse(head + "A `\nB\n")  # one instruction if ` continues a line
+    except (dockerfile.GoParseError, _SplitCharacter):
         return None
     return {1: "`", 2: "\\"}.get(len(probe))
 
@@ -841,6 +859,12 @@ def analyze(
         ) from None
     except _Unbounded as exc:
         raise InputError(exc.what, where=where(label, exc.line), hint=exc.hint) from None
+    except _SplitCharacter:
+        raise InputError(
+            "BuildKit's parser cannot read this Dockerfile: it cuts a UTF-8 character in two",
+            where=label,
+            hint="look for a no-break or other non-ASCII space at the start of a continued line",
+        ) from None
     reader = _Reader(label, escape_char(text), dict(build_args or {}))
     for cmd in commands:
         reader.read(cmd)

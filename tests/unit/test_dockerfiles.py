@@ -918,3 +918,20 @@ def test_a_whole_parse_of_a_word_joined_over_continuations_is_refused():
 def test_a_small_file_the_scan_cannot_place_is_still_parsed_whole():
     text = UNPLACED + "COPY \\\n" + "  f \\\n" * 1000 + "  /dst/\n"
     assert _outcome(text) == _whole_text_outcome(text)
+
+
+def test_a_piece_the_package_cannot_decode_is_parsed_whole_instead():
+    # BuildKit's parser hands back half of the no-break space of the continued HEALTHCHECK
+    # when given the scan's pieces; the whole text parses (to BuildKit's own error).
+    text = (
+        " CMD${a}\nHEALTHCHECK CMD\nHEALTHCHECK CMD<<E\\\n\xa0FROM\\ \r\n\t2<<E\nE\n"
+        "RUN\t\"q\" <<-E\n\xa0CMD\t<<'EOF' <\\\\ \r\n  # [\"a\"] [\"a\"]\n"
+    )
+    with pytest.raises(InputError, match=r"^Dockerfile: Dockerfile syntax error: unterminated heredoc"):
+        _analyze(text)
+
+
+def test_a_whole_text_the_package_cannot_decode_is_one_line_not_a_traceback():
+    with pytest.raises(InputError) as caught:
+        _analyze("FROM a\nHEALTHCHECK CMD<<E\\\n\xa0FROM\\\n")
+    assert "cuts a UTF-8 character in two" in str(caught.value) and "\n" not in str(caught.value)
