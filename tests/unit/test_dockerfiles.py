@@ -925,7 +925,7 @@ def test_a_piece_the_package_cannot_decode_is_parsed_whole_instead():
     # when given the scan's pieces; the whole text parses (to BuildKit's own error).
     text = (
         " CMD${a}\nHEALTHCHECK CMD\nHEALTHCHECK CMD<<E\\\n\xa0FROM\\ \r\n\t2<<E\nE\n"
-        "RUN\t\"q\" <<-E\n\xa0CMD\t<<'EOF' <\\\\ \r\n  # [\"a\"] [\"a\"]\n"
+        'RUN\t"q" <<-E\n\xa0CMD\t<<\'EOF\' <\\\\ \r\n  # ["a"] ["a"]\n'
     )
     with pytest.raises(InputError, match=r"^Dockerfile: Dockerfile syntax error: unterminated heredoc"):
         _analyze(text)
