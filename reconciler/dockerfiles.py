@@ -354,10 +354,8 @@ def _chunked(text: str, chunk_lines: int, keep: Callable[[dockerfile.Command], b
             return None
         found += (cmd for cmd in parsed if keep(cmd))
     if spans and spans[-1].unterminated:
-        # Every instruction before it parsed, and BuildKit looks for the same terminators
-        # the scan did not find: it reaches the end of the text too, and says so.
-        last = spans[-1]
-        _parse(prefix + last.head[: last.instruction_chars])
+        # The scan found no terminator for a heredoc it read, which BuildKit may not read as
+        # one (`sh -c "cat <<EOF" <<-EOF`: quoted): the whole text decides.
         return None
     return found
 
@@ -401,15 +399,15 @@ def _put_back(cmd, span: _Span):
         # not a space, so the value seen ends there and starts where the whole one does.
         cut = span.instruction_chars - 1
         value = cmd.value[0] if len(cmd.value) == 1 else ""
-        if cmd.json or cmd.heredocs or not value or value[0] == "[" or cut - len(value) <= 0:
-            return None
+        if cmd.json or cmd.heredocs or not value or value[0] in "[-" or cut - len(value) <= 0:
+            return None  # a value starting with '-': the cut fell inside a flag
         if not span.joined.startswith(value, cut - len(value)):
             return None
         return cmd._replace(original=span.joined, value=(span.joined[cut - len(value) :].rstrip(_GO_SPACE),))
     if not cmd.heredocs:
-        # ONBUILD's heredocs are its trigger's, which the package does not show: the lines tell.
-        onbuild = (cmd.cmd or "").upper() == "ONBUILD"
-        return cmd if not span.names or onbuild else None
+        # Heredocs the scan read and BuildKit did not (or ONBUILD's, which the package does
+        # not show): the whole text decides where the instruction ends.
+        return cmd if not span.names else None
     names = tuple(doc.name for doc in cmd.heredocs)
     line, _, terminators = cmd.original.partition("\n")
     if names != span.names or terminators != "".join(name + "\n" for name in names):

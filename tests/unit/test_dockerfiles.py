@@ -481,7 +481,6 @@ TRICKY = {
         "FROM a\nRUN <<EOF\nFROM evil:1\nEOF\nCOPY <<A <<-'B' /etc/\nFROM evil:2\nA\n\tFROM evil:3\n\tB\n"
         'RUN cat <<"C" > /x\nRUN --mount=from=evil:4 x\nC\nFROM b\n'
     ),
-    "heredoc_in_onbuild": "FROM a\nONBUILD RUN <<EOF\nFROM evil:1\nEOF\nFROM b\n",
     "heredoc_markers_that_are_not_heredocs": (
         'FROM a\nRUN ["sh", "-c", "cat <<EOF"]\nRUN x <<<word\nRUN echo "<<" \nENV A=<<EOF\nFROM b\n'
     ),
@@ -524,6 +523,13 @@ TRICKY_WHOLE_ONLY = {
     "line_over_the_limit_in_a_continuation": "FROM a\nENV \\\n" + "x" * 65_536 + "\n",
     "line_over_the_limit_after_an_error": "FROM a\nLABEL a\nRUN " + "x" * 70_000 + "\n",
     "heredoc_word_in_quotes": 'FROM a\nRUN echo "a <<EOF"\nFROM b\n',  # a heredoc to the scan, not to BuildKit
+    # Found by a reviewer's differential fuzzer: a quoted <<EOF the scan takes for a heredoc
+    # it cannot end, and ONBUILD heredocs placed otherwise than BuildKit does.
+    "quoted_heredoc_word_then_a_real_one": 'FROM a\nRUN sh -c "cat <<EOF" <<-EOF\n\techo hi\n\tEOF\n',
+    "quoted_heredoc_word_then_a_real_one_smallest": 'RUN " <<EOF" <<-EOF\n\tEOF',
+    "onbuild_heredoc_after_a_quoted_word": 'FROM a\nONBUILD RUN echo "x <<A" <<EOF\nhi\nEOF\nCOPY src /dst\nA\nEOF\n',
+    "heredoc_in_onbuild": "FROM a\nONBUILD RUN <<EOF\nFROM evil:1\nEOF\nFROM b\n",  # the package hides them
+    "onbuild_heredocs_smallest": 'ONBUILD RUN \\ <<"A" <<EOF\nEOF\nA\nEOF',
 }
 
 
@@ -821,7 +827,9 @@ def _copy_of_100000_lines(after=""):
         ("RUN x\x00\nFROM evil:1\n", None),  # BuildKit reads up to the NUL
         ("LABEL bad\n", "LABEL must have two arguments"),
         ("RUN " + "x" * 70_000 + "\n", "dockerfile line greater than max allowed size of 65535"),
-        ("RUN <<EOF\necho\n", "unterminated heredoc"),
+        # A heredoc the scan cannot end may be no heredoc to BuildKit (a quoted <<EOF): the
+        # whole text decides, and parsing a 100,000-line COPY whole is refused.
+        ("RUN <<EOF\necho\n", "must be parsed whole"),
     ],
     ids=["valid", "nul", "error-after", "line-too-long-after", "heredoc-never-ends"],
 )
@@ -833,6 +841,8 @@ def test_no_instruction_reaches_the_parser_over_many_lines(monkeypatch, after, e
         assert info.sources[0] == Source("src/f0", 2, "COPY")
         assert info.sources[99_999] == Source("src/f99999", 2, "COPY")
         assert [u.ref.familiar for u in info.uses] == ["alpine:3"]
+    elif expected == "must be parsed whole":
+        assert "COPY continued over 100002 lines" in _one_line_error(text) and expected in _one_line_error(text)
     else:
         assert f"Dockerfile syntax error: {expected}" in _one_line_error(text)
     spans = [cmd.end_line - cmd.start_line + 1 for _, parsed in handed for cmd in parsed]
@@ -918,6 +928,16 @@ def test_a_whole_parse_of_a_word_joined_over_continuations_is_refused():
 def test_a_small_file_the_scan_cannot_place_is_still_parsed_whole():
     text = UNPLACED + "COPY \\\n" + "  f \\\n" * 1000 + "  /dst/\n"
     assert _outcome(text) == _whole_text_outcome(text)
+
+
+def test_a_long_run_cut_inside_a_flag_keeps_every_flag():
+    text = (
+        "FROM a\nRUN" + " " * 11 + "--network=none " * 1000 + "--mount=type=bind,source=m,target=/m true \\\n"
+        + "  && echo step \\\n" * 5000 + "  && true\n"
+    )  # fmt: skip
+    (run,) = [cmd for cmd in dockerfiles._instructions(text) if cmd.cmd.upper() == "RUN"]
+    assert len(run.flags) == 1001
+    assert [(s.pattern, s.line) for s in _analyze(text).sources] == [("m", 2)]
 
 
 def test_a_piece_the_package_cannot_decode_is_parsed_whole_instead():
