@@ -59,12 +59,24 @@ def _big_copy(size: int) -> str:
     return "FROM busybox:1.36\nCOPY \\\n" + line * (size // len(line)) + "  /dst/\n"
 
 
+def _heredocs(count: int) -> str:
+    return "FROM busybox:1.36\n" + "RUN <<EOF\necho step\nEOF\n" * count
+
+
+def _short_continued(count: int) -> str:
+    return "FROM busybox:1.36\n" + "RUN --network=none echo one \\\n  two\n" * count
+
+
 CASES = {  # name: (Dockerfile of the scale given, goal in seconds)
     "copy": (lambda scale: _copy(int(LINES * scale)), GOAL),
     "run": (lambda scale: _run(int(LINES * scale)), GOAL),
     "env": (lambda scale: _env(int(LINES * scale)), GOAL),
     "run-60MB": (lambda scale: _big_run(int(BIG * scale)), GOAL),
     "copy-60MB": (lambda scale: _big_copy(int(BIG * scale)), None),
+    # Many small instructions: heredocs (the scan was quadratic in them: 16,000 took 99 s)
+    # and short continuations.
+    "heredocs": (lambda scale: _heredocs(int(16_000 * scale)), GOAL),
+    "short-cont": (lambda scale: _short_continued(int(30_000 * scale)), GOAL),
 }
 
 

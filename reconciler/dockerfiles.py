@@ -519,13 +519,15 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
     any_instruction = False  # BuildKit fails on a file without one
     size = len(text)
     pos, line = 0, 1  # the offset and number of the next line
+    marker = marker_line = -1  # the next "<<" at or after pos, and where its line starts
     while pos < size:
-        m = plain.match(text, pos)
+        if marker < pos:
+            marker = text.find("<<", pos) % (size + 1)  # none: size, never looked for again
+            marker_line = text.rfind("\n", 0, marker) + 1 if marker < size else size
+        # Plain lines up to the one holding the next "<<", which is read line by line.
+        m = plain.match(text, pos, max(marker_line, pos))
         if m:
             end = m.end()
-            heredoc = text.find("<<", pos, end)
-            if heredoc >= 0:  # that line and on are read one by one
-                end = max(text.rfind("\n", pos, heredoc) + 1, pos)
             line += text.count("\n", pos, end)
             any_instruction = any_instruction or bool(_INSTRUCTION_LINE.search(text, pos, end))
             pos = end
@@ -730,8 +732,10 @@ def _continued_to(text: str, pos: int, escape: str, continued: re.Pattern[str]) 
     `_continued_lines`): blocks of lines that each end in the escape character alone are
     passed over at string-count speed, the rest matched line by line."""
     ends, doubled = escape + "\n", escape + escape + "\n"
+    window = 256  # doubled up to 64 KiB: a short continuation costs a short count
     while True:
-        stop = text.rfind("\n", pos, pos + (1 << 16)) + 1 or text.find("\n", pos) + 1
+        stop = text.rfind("\n", pos, pos + window) + 1 or text.find("\n", pos) + 1
+        window = min(2 * window, 1 << 16)
         if stop <= pos:
             return pos  # the last line, without a newline: it ends the instruction, or the text does
         lines = text.count("\n", pos, stop)
