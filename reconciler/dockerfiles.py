@@ -514,7 +514,7 @@ def _needed_spans(text: str, escape: str) -> list[_Span] | None:
     that never ends ends the list, marked."""
     plain = _plain_lines(escape)
     continued = _continued_lines(escape)
-    piece = _PIECE if text.isascii() else _PIECE // 4
+    piece = _piece(text)
     spans: list[_Span] = []
     any_instruction = False  # BuildKit fails on a file without one
     size = len(text)
@@ -626,6 +626,7 @@ def _joined(escape: str, line: str) -> tuple[str, bool]:
     return kept[:-1], True
 
 
+@cache
 def _plain_lines(escape: str) -> re.Pattern[str]:
     """A run of lines the scan can pass over at once (between instructions): blank lines,
     comments, and single-line instructions not needed whose name is plain letters.  A
@@ -687,12 +688,18 @@ def _instruction_head(text: str, start: int, offsets: tuple[int, int, int], esca
     return head if head.endswith("\n") else head + "\n"
 
 
+def _piece(text: str) -> int:
+    """Characters per line a joined instruction is handed in: ``_PIECE``, a quarter of it
+    unless the text is ASCII (the parser's line limit is in UTF-8 bytes)."""
+    return _PIECE if text.isascii() else _PIECE // 4
+
+
 def _unshortened(text: str, escape: str, span: _Span) -> _Span:
     """``span`` with its instruction handed over whole."""
     if span.joined is None:
         return span
     first_end, run_end, _ = span.offsets
-    piece = _PIECE if text.isascii() else _PIECE // 4
+    piece = _piece(text)
     head = _instruction_head(
         text, span.start, span.offsets, escape, _continuation_pieces(text, first_end, run_end, escape, piece)
     )
@@ -703,8 +710,13 @@ def _short_head(instruction: str, escape: str) -> str | None:
     """The start of a long RUN (CMD, ...) for the parser, which holds its flags: cut after a
     character that is neither a space (the parser would trim it) nor the escape (it would
     continue the line); None if there is none near the cut."""
-    m = re.compile(rf"[^{_SPACE_IN_LINE}{re.escape(escape)}]").search(instruction, _SHORT - 1, _SHORT + 999)
+    m = _cut_after(escape).search(instruction, _SHORT - 1, _SHORT + 999)
     return instruction[: m.end()] + "\n" if m else None
+
+
+@cache
+def _cut_after(escape: str) -> re.Pattern[str]:
+    return re.compile(rf"[^{_SPACE_IN_LINE}{re.escape(escape)}]")
 
 
 def _continuation_pieces(text: str, start: int, end: int, escape: str, limit: int) -> list[str]:
@@ -745,6 +757,7 @@ def _continued_to(text: str, pos: int, escape: str, continued: re.Pattern[str]) 
         pos = stop
 
 
+@cache
 def _continued_lines(escape: str) -> re.Pattern[str]:
     """A run of lines that go on with a continued instruction: each is blank, a comment
     (skipped, whatever it ends with), or ends in the escape character (see `_joined`)."""
@@ -752,6 +765,7 @@ def _continued_lines(escape: str) -> re.Pattern[str]:
     return re.compile(rf"(?:[{_SPACE_IN_LINE}]*(?:\#[^\n]*)?\n|(?:[^\n]*[^{e}\n])?{e}[ \t]*\r*\n)*+")
 
 
+@cache
 def _line_part(escape: str) -> re.Pattern[str]:
     """One line of such a run, its part of the joined instruction in group 1 (none for a
     blank line or a comment)."""
@@ -794,7 +808,7 @@ def _check_whole_parse(text: str) -> None:
     escape = _escape_token(text)
     if escape is None:
         return  # the parser rejects the directives at the top, at once
-    piece = _PIECE if text.isascii() else _PIECE // 4
+    piece = _piece(text)
     work = 0
     for m in _continued_runs(escape).finditer(text):
         lines, chars = _lines_in(text, m.start(), m.end()), m.end() - m.start()

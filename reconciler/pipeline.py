@@ -198,11 +198,11 @@ def discover(
     decision = decide(loaded.config.network, cli_mode=network, cli_registry=registry)
     decision = recalled(decision, loaded.path, host_key(host))
     planned = files_mod.planned_files(loaded)
+    seen_by_templates = loaded
     if any(p.kind == "template" for p in planned):  # templates see the services: resolve them first
         before = StackTree(loaded.root, {p.dest: None for p in planned})
-        files = files_mod.desired_files(stack_mod.resolve(loaded, before, partial=True), decision, planned)
-    else:
-        files = files_mod.desired_files(loaded, decision, planned)
+        seen_by_templates = stack_mod.resolve(loaded, before, partial=True)
+    files = files_mod.desired_files(seen_by_templates, decision, planned)
     tree = StackTree(loaded.root, {f.dest: f.content for f in files})
     cfg = loaded.config.stack
     compose = stack_mod.read_compose(loaded, tree) if cfg.compose else {}
